@@ -1,0 +1,5 @@
+import sys
+
+from spinecensus.cli import main
+
+sys.exit(main())
