@@ -203,7 +203,7 @@ def load_scan(path: str | os.PathLike[str], check: bool = True) -> Scan:
     if p.is_dir():
         from spinecensus import dicom  # optional module; raises InputError itself
 
-        return dicom.load_series(p)
+        return dicom.load_series(p, check=check)
     return scan_from_image(load_nifti(p), path=str(p), check=check)
 
 
