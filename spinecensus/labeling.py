@@ -1,0 +1,274 @@
+"""Anatomical names for split instances: counting from C2, or a model + consistent sequence.
+
+Whole-spine scans (:func:`count_labels`): the topmost vertebral body is C2 (C1 has no
+body, so the vertebra class starts at C2 in real and synthetic masks), structures are
+named downward along the split's cranio-caudal order, and the sacrum is recognised as the
+last, largest vertebra instance below the last disc (S1 plus the fused segments, and a
+fused L5 in sacralization, form one instance).  The thoracic count is fixed at 12 and the
+cervical at 6 bodies (C2-C7), as in the thesis, so the number of free lumbar vertebrae is
+``n_vertebrae - 18 - 1`` and gives the transitional status (4 sacralization, 5 normal,
+6 lumbarization).  Thoracic-count variants are not modelled (see ``spinecensus.labels``).
+
+Small-FOV scans (:func:`label_with_model`): per-instance log-probabilities over the 49
+union names from the multiclass model, then :func:`consistent_sequence` picks the most
+likely name sequence that follows one schema variant with vertebra/disc alternating and
+no gaps.  When the model sees both C2 and the sacrum, the count must agree; a
+disagreement is a QC flag and ``decided_by`` records who decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spinecensus import labels
+from spinecensus.split import SplitResult
+
+#: number of vertebral bodies above the lumbar spine: C2..C7 (6) + T1..T12 (12)
+N_ABOVE_LUMBAR = len(labels.CERVICAL) + len(labels.THORACIC)
+TOP = labels.CERVICAL[0]  # "C2", the count origin
+
+#: schema names that are no column of the 49-name union (``labels.all_names()``): the
+#: lumbosacral disc of the normal / sacralization variants.  Their score is the
+#: log-sum-exp of the union columns a model may have put that disc's mass in (the disc
+#: with the same upper vertebra, or the union's lumbosacral disc L6-S1).
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "L5-S1": ("L5-L6", "L6-S1"),
+    "L4-S1": ("L4-L5", "L6-S1"),
+}
+
+
+@dataclass
+class Labeling:
+    """Names for the instances of one :class:`~spinecensus.split.SplitResult`.
+
+    Attributes:
+        id_to_name: instance id -> structure name (ids that could not be named are absent).
+        transitional_status: ``labels.transitional_status`` of the names.
+        lumbar_count: free lumbar vertebrae when determinable, else None.
+        decided_by: ``"count"``, ``"model"`` or ``"count+model"`` (both agreed).
+        qc_flags: human-readable flags, ``"<code>: <detail>"``.
+        confidence: instance id -> probability of its name under the model (model only).
+        sacrum_id: instance id recognised as the sacrum (count labeling), else None.
+    """
+
+    id_to_name: dict[int, str]
+    transitional_status: str
+    lumbar_count: int | None
+    decided_by: str
+    qc_flags: list[str] = field(default_factory=list)
+    confidence: dict[int, float] = field(default_factory=dict)
+    sacrum_id: int | None = None
+
+
+def _name_from_top(kinds: Sequence[str], names: Sequence[str]) -> tuple[dict[int, str], list[str]]:
+    """Walk instances (from the first vertebra) along ``names``; stop at a kind mismatch."""
+    out: dict[int, str] = {}
+    flags: list[str] = []
+    first = next((i for i, k in enumerate(kinds) if k == "vertebra"), None)
+    if first is None:
+        return out, ["no_vertebrae: nothing to count from"]
+    if first > 0:
+        flags.append(f"top_not_vertebra: {first} disc(s) above the topmost vertebra left unnamed")
+    pos = 0
+    for i in range(first, len(kinds)):
+        if pos >= len(names):
+            flags.append(f"beyond_schema: instances {i + 1}..{len(kinds)} left unnamed")
+            break
+        if labels.kind(names[pos]) != kinds[i]:
+            flags.append(
+                f"sequence_break: instance {i + 1} is a {kinds[i]} where "
+                f"{names[pos]} was expected; it and those below are unnamed"
+            )
+            break
+        out[i + 1] = names[pos]
+        pos += 1
+    return out, flags
+
+
+def count_labels(split: SplitResult, sacrum_ratio: float = 1.0) -> Labeling:
+    """Name a whole-spine split by counting from C2 (see the module docstring).
+
+    Args:
+        split: the split (cranio-caudal ids).
+        sacrum_ratio: the last vertebra is the sacrum when it lies below the last disc and
+            holds at least ``sacrum_ratio`` x the voxels of every other vertebra.
+
+    Never raises; problems become ``qc_flags`` and an ``"undetermined"`` status.
+    """
+    kinds = split.kinds
+    flags: list[str] = []
+    if not split.valid:
+        flags.append(f"split_invalid: {split.invalid_reason}")
+    verts = split.ids_of("vertebra")
+    if not verts:
+        flags.append("no_vertebrae: nothing to count from")
+        return Labeling({}, "undetermined", None, "count", flags)
+    counts = np.asarray(split.voxel_counts, dtype=float)
+    last = len(kinds)
+    others = [counts[v - 1] for v in verts if v != last]
+    sacrum = (
+        kinds[-1] == "vertebra"
+        and len(verts) >= 2
+        and counts[last - 1] >= sacrum_ratio * max(others)
+    )
+    n_free = len(verts) - 1 if sacrum else len(verts)
+    lumbar = n_free - N_ABOVE_LUMBAR
+    if sacrum and lumbar in labels.VARIANT_BY_LUMBAR_COUNT:
+        schema = labels.structures(labels.variant_for_lumbar_count(lumbar))
+        id_to_name, f = _name_from_top(kinds, schema)
+        flags += f
+    elif sacrum:
+        flags.append(
+            f"lumbar_count_out_of_range: {lumbar} free lumbar vertebrae counted from C2 "
+            f"(schema: 4-6); only C2 downward and the sacrum are named"
+        )
+        top_part = [n for n in labels.all_names() if "S1" not in n][: 2 * n_free - 1]
+        id_to_name, f = _name_from_top(kinds[: last - 2], top_part)
+        flags += f
+        id_to_name[last] = labels.SACRUM
+    else:
+        flags.append("sacrum_not_recognised: last structure is not the largest vertebra")
+        variant = "normal" if n_free <= N_ABOVE_LUMBAR + 5 else "lumbarization"
+        schema = [n for n in labels.structures(variant) if n != labels.SACRUM]
+        id_to_name, f = _name_from_top(kinds, schema)
+        flags += f
+    status = labels.transitional_status(id_to_name.values()) if sacrum else "undetermined"
+    lumbar_count = lumbar if sacrum and lumbar >= 0 else None
+    return Labeling(
+        id_to_name,
+        status,
+        lumbar_count,
+        "count",
+        flags,
+        sacrum_id=last if sacrum else None,
+    )
+
+
+def _position_scores(log_probs: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """(n_instances, len(names)) log-prob of each instance being each schema position."""
+    col = {nm: j for j, nm in enumerate(labels.all_names())}
+    out = np.empty((log_probs.shape[0], len(names)))
+    for p, nm in enumerate(names):
+        if nm in col:
+            out[:, p] = log_probs[:, col[nm]]
+        else:
+            alias = [col[a] for a in COLUMN_ALIASES[nm]]
+            out[:, p] = np.logaddexp.reduce(log_probs[:, alias], axis=1)
+    return out
+
+
+def consistent_sequence(
+    log_probs: np.ndarray,
+    kinds: Sequence[str],
+    variants: Sequence[str] = ("sacralization", "normal", "lumbarization"),
+) -> tuple[list[str], float]:
+    """Most likely schema-consistent name sequence for ordered instances.
+
+    Args:
+        log_probs: ``(n_instances, 49)`` per-instance log-probabilities, cranial instance
+            first, column ``j`` = ``labels.all_names()[j]``.  The lumbosacral discs absent
+            from the union (``L5-S1``, ``L4-S1``) are scored through ``COLUMN_ALIASES``.
+        kinds: ``"vertebra"`` / ``"disc"`` per instance (from the split).
+        variants: schema variants to consider.
+
+    Returns:
+        ``(names, total_log_prob)``; ``([], 0.0)`` for no instances and ``([], -inf)``
+        when no consistent sequence exists (kinds not alternating, or more instances than
+        any schema holds).
+
+    Method: a consistent sequence is a contiguous window of one variant's structure list
+    (the schema already alternates vertebra/disc and has no gaps), so the search space is
+    just (variant, start offset): at most 3 x 49 candidates.  The DP over ordered
+    instances therefore collapses to a sum along a diagonal of the (instance x schema
+    position) score matrix; all windows of a variant are scored at once with one fancy
+    index, windows whose first position has the wrong kind are excluded, and the best
+    (variant, offset) wins (first one on exact ties).  Exhaustive, hence exact.
+    """
+    lp = np.asarray(log_probs, dtype=float)
+    n = len(kinds)
+    if n == 0:
+        return [], 0.0
+    if lp.shape != (n, len(labels.all_names())):
+        raise ValueError(
+            f"log_probs must have shape ({n}, {len(labels.all_names())}), got {lp.shape}"
+        )
+    if any(a == b for a, b in zip(kinds[:-1], kinds[1:], strict=False)):
+        return [], float("-inf")
+    first_is_disc = kinds[0] == "disc"
+    best: tuple[float, list[str]] = (float("-inf"), [])
+    for variant in variants:
+        names = labels.structures(variant)  # type: ignore[arg-type]
+        n_off = len(names) - n + 1
+        if n_off <= 0:
+            continue
+        scores = _position_scores(lp, names)
+        offsets = np.arange(n_off)
+        # schema position p is a disc iff p is odd (index 0 = C2, 1 = C2-C3, ...)
+        ok = (offsets % 2 == 1) == first_is_disc
+        pos = offsets[:, None] + np.arange(n)[None, :]
+        total = scores[np.arange(n)[None, :], pos].sum(axis=1)
+        total[~ok] = -np.inf
+        o = int(np.argmax(total))
+        if total[o] > best[0]:
+            best = (float(total[o]), list(names[o : o + n]))
+    return best[1], best[0]
+
+
+def label_with_model(
+    split: SplitResult, log_probs: np.ndarray, count: Labeling | None = None
+) -> Labeling:
+    """Name instances from the model's per-instance log-probabilities (small FOV).
+
+    ``log_probs`` rows follow instance ids (row ``i`` = id ``i + 1``).  If the model's
+    sequence shows both C2 and the sacrum and a count labeling is given, both must name
+    every instance the same: agreement -> ``decided_by="count+model"``; disagreement ->
+    QC flag ``count_model_disagree`` and the count decides when the split is valid (it
+    depends on nothing learned), the model otherwise.
+    """
+    names, total = consistent_sequence(log_probs, split.kinds)
+    flags: list[str] = []
+    if not split.valid:
+        flags.append(f"split_invalid: {split.invalid_reason}")
+    if not names:
+        flags.append("no_consistent_sequence: instances do not alternate vertebra/disc")
+        model_map: dict[int, str] = {}
+    else:
+        model_map = {i + 1: nm for i, nm in enumerate(names)}
+    conf: dict[int, float] = {}
+    if model_map:
+        sc = _position_scores(np.asarray(log_probs, dtype=float), list(model_map.values()))
+        conf = {i: float(np.exp(sc[i - 1, i - 1])) for i in model_map}
+    whole = TOP in model_map.values() and labels.SACRUM in model_map.values()
+    decided = "model"
+    chosen = model_map
+    if whole and count is not None:
+        if count.id_to_name == model_map:
+            decided = "count+model"
+        else:
+            diff = sorted(
+                i
+                for i in set(count.id_to_name) | set(model_map)
+                if count.id_to_name.get(i) != model_map.get(i)
+            )
+            show = ", ".join(
+                f"{i}: {count.id_to_name.get(i)} vs {model_map.get(i)}" for i in diff[:5]
+            )
+            flags.append(
+                f"count_model_disagree: {len(diff)} instance(s) differ (count vs model) {show}"
+            )
+            if split.valid:
+                decided, chosen = "count", count.id_to_name
+    status = labels.transitional_status(chosen.values())
+    lumbar_count = labels.lumbar_count(chosen.values()) if status != "undetermined" else None
+    return Labeling(
+        dict(chosen),
+        status,
+        lumbar_count,
+        decided,
+        flags,
+        confidence=conf,
+        sacrum_id=next((i for i, nm in chosen.items() if nm == labels.SACRUM), None),
+    )
