@@ -131,6 +131,7 @@ def load_nifti(path: str | os.PathLike[str]) -> nib.Nifti1Image:
         raise InputError(p, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise InputError(p, f"not a NIfTI image but {type(img).__name__}")
+    _check_raw_pixdim(p, img)
     try:
         # decode now: a truncated .nii.gz only fails when its data are read
         np.asanyarray(img.dataobj)
@@ -139,6 +140,31 @@ def load_nifti(path: str | os.PathLike[str]) -> nib.Nifti1Image:
             p, f"truncated or corrupt image data ({type(exc).__name__}: {exc})"
         ) from None
     return img  # type: ignore[return-value]
+
+
+def _check_raw_pixdim(path: Path, img: nib.Nifti1Image | nib.Nifti2Image) -> None:
+    """Reject a zero/non-finite spacing in the header when the affine is built from it.
+
+    nibabel silently "fixes" zero ``pixdim`` to 1 mm when it reads a header, so a file
+    whose spacing is missing would load as 1 mm isotropic and give wrong volumes.  Without
+    an sform, the affine comes from ``pixdim`` (qform or the fallback), so we re-read the
+    raw header (348 bytes, no data) and check the values the file really holds.
+    """
+    hdr = img.header
+    if int(hdr["sform_code"]) != 0:
+        return  # affine from srow_*; io takes spacing from the affine's column norms
+    from nibabel.openers import ImageOpener
+
+    with ImageOpener(str(path)) as f:
+        raw = type(hdr).from_fileobj(f, check=False)
+    k = min(3, max(int(raw["dim"][0]), 0))
+    pixdim = np.asarray(raw["pixdim"][1 : 1 + k], dtype=float)
+    if not np.all(np.isfinite(pixdim)) or np.any(pixdim == 0):
+        raise InputError(
+            path,
+            f"voxel spacing in the header (pixdim) is {tuple(float(v) for v in pixdim)} mm: "
+            "zero or not finite, and there is no sform affine to take it from",
+        )
 
 
 def validate_image_array(data: np.ndarray, zooms: tuple[float, ...], path: object) -> np.ndarray:
