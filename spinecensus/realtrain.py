@@ -1,0 +1,320 @@
+"""Training the segmentation U-Net on partially labelled real MRI (mixed with synthetic).
+
+Reuses ``spinecensus.model`` for everything the network sees (architecture, in-plane
+resampling to ``target_spacing_mm``, per-volume robust normalisation, three adjacent
+slices as channels, weights + sidecar); adds what real data need:
+
+* a **partial-label loss** (:func:`partial_label_loss`).  Each voxel carries a code naming
+  the *set* of classes it may belong to (``realdata.CODE_ALLOWED``); the cross-entropy term
+  is ``-log sum_{c in set} p_c``, i.e. the classes the mask cannot tell apart are merged
+  (log-sum-exp of their logits) before the log-likelihood.  Why: a body-only mask (VB*) is 0
+  on discs because nobody drew them, not because they are background.  Plain cross-entropy
+  would teach every disc voxel of those scans as background, i.e. teach the model to erase
+  discs (and, symmetrically, IVD scans would teach it to erase vertebral bodies).  Merging
+  {background, disc} into "not body" on VB scans keeps the body supervision intact and says
+  nothing about discs; outside the annotated levels (``realdata.trusted_band``) no loss at
+  all.  A soft Dice term is computed per class over the voxels where that class is known
+  (known positive or known negative), so it is masked the same way.
+* MRI augmentation (``realdata.augment_volume``, ``realdata.random_rotation_grid``),
+  left-right slice-order flips, random SI windows (``crop_si``) for CPU-sized batches.
+
+All randomness comes from one seed.  CPU threads follow ``torch.set_num_threads``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from spinecensus import realdata as rd
+from spinecensus.model import ModelSpec, neighbour_index, normalise_volume, plan_geometry
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class TrainVolume:
+    """One training volume resampled in-plane to the model's spacing.
+
+    Attributes:
+        image: float32 ``[slice, SI, AP]`` raw intensities on the resampled grid.
+        codes: uint8 loss codes (``realdata.CODE_*``) on the same grid.
+        key: subject id; kind: ``"real"`` or ``"synthetic"``.
+        fg_slices: slice indices holding annotated foreground (sampled preferentially).
+    """
+
+    image: np.ndarray
+    codes: np.ndarray
+    key: str
+    kind: str = "real"
+    fg_slices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+def prepare_volume(
+    image: np.ndarray,
+    codes: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    spec: ModelSpec,
+    key: str,
+    kind: str = "real",
+) -> TrainVolume:
+    """Resample a canonical volume and its codes in-plane to ``spec.target_spacing_mm``
+    (bilinear image, nearest codes), exactly as ``model.plan_geometry`` does at inference."""
+    import torch
+    import torch.nn.functional as F
+
+    geo = plan_geometry(image.shape[1:], (spacing_mm[1], spacing_mm[2]), spec)
+    img = torch.from_numpy(np.asarray(image, dtype=np.float32))[:, None]
+    cod = torch.from_numpy(np.asarray(codes, dtype=np.uint8).astype(np.float32))[:, None]
+    if geo.resampled != geo.native:
+        img = F.interpolate(img, size=geo.resampled, mode="bilinear", align_corners=False)
+        cod = F.interpolate(cod, size=geo.resampled, mode="nearest-exact")
+    c = cod[:, 0].numpy().astype(np.uint8)
+    fg = (c == rd.CODE_BODY) | (c == rd.CODE_DISC)
+    return TrainVolume(
+        image=img[:, 0].numpy(),
+        codes=c,
+        key=key,
+        kind=kind,
+        fg_slices=np.nonzero(fg.reshape(len(c), -1).any(1))[0],
+    )
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def partial_label_loss(
+    logits: torch.Tensor, codes: torch.Tensor, dice_weight: float = 1.0
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Partial-label cross-entropy + masked soft Dice.
+
+    Args:
+        logits: ``(B, C, H, W)``.
+        codes: ``(B, H, W)`` uint8/long loss codes (``realdata.CODE_ALLOWED``).
+    Returns:
+        (loss, {"ce": ..., "dice": ...}).
+    """
+    import torch
+
+    n_cls = logits.shape[1]
+    table = torch.from_numpy(rd.allowed_table(n_cls)).to(logits.device)
+    allowed = table[codes.long()].permute(0, 3, 1, 2)  # (B, C, H, W)
+    supervised = codes != rd.CODE_UNKNOWN
+    logp = torch.log_softmax(logits.float(), dim=1)
+    # -log sum_{c allowed} p_c : the merged classes share one likelihood (see module doc)
+    nll = -torch.logsumexp(logp.masked_fill(~allowed, -math.inf), dim=1)
+    n_sup = supervised.sum()
+    ce = (nll * supervised).sum() / n_sup.clamp(min=1)
+    prob = logp.exp()
+    single = allowed.sum(1, keepdim=True) == 1
+    pos = allowed & single  # known positive for class c
+    known = pos | ~allowed  # known positive or known negative for class c
+    dims = (0, 2, 3)
+    inter = (prob * pos).sum(dims)
+    denom = (prob * known).sum(dims) + pos.sum(dims)
+    dice = (2 * inter + 1.0) / (denom + 1.0)
+    has_pos = pos.sum(dims) > 0
+    has_pos[0] = False  # foreground classes only
+    dice_loss = (1 - dice[has_pos]).mean() if bool(has_pos.any()) else ce * 0
+    loss = ce + dice_weight * dice_loss
+    return loss, {"ce": float(ce.detach()), "dice": float(dice_loss.detach())}
+
+
+# --------------------------------------------------------------------------- batches
+
+
+@dataclass
+class BatchConfig:
+    """How batches are drawn.
+
+    Attributes:
+        batch_size: slices per step.
+        volumes_per_step: distinct volumes per step (each augmented once per step).
+        crop_si: SI window (rows on the model grid, a multiple of the network stride) drawn
+            at random per slice; None = the model's full ``input_size``.
+        real_fraction: probability that a drawn volume is real (rest synthetic) when both
+            pools are given.
+        fg_fraction: probability of drawing a slice with annotated foreground.
+    """
+
+    batch_size: int = 8
+    volumes_per_step: int = 4
+    crop_si: int | None = 192
+    real_fraction: float = 0.75
+    fg_fraction: float = 0.8
+
+
+def make_batch(
+    real: Sequence[TrainVolume],
+    synthetic: Sequence[TrainVolume],
+    spec: ModelSpec,
+    rng: np.random.Generator,
+    bcfg: BatchConfig,
+    acfg: rd.AugmentConfig | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw an augmented batch: ``x (B, 3, H, W)`` float32 and ``codes (B, H, W)`` uint8.
+
+    ``acfg=None`` disables augmentation (validation-style batches).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    h_full, w = spec.input_size or (384, 160)
+    h = bcfg.crop_si or h_full
+    xs: list[np.ndarray] = []
+    cs: list[np.ndarray] = []
+    per_vol = int(math.ceil(bcfg.batch_size / bcfg.volumes_per_step))
+    for _ in range(bcfg.volumes_per_step):
+        use_real = bool(real) and (not synthetic or rng.random() < bcfg.real_fraction)
+        pool = real if use_real else synthetic
+        vol = pool[int(rng.integers(len(pool)))]
+        img = vol.image
+        if acfg is not None:
+            img = rd.augment_volume(img, rng, acfg)
+        img = normalise_volume(img)
+        codes = vol.codes
+        if acfg is not None and rng.random() < acfg.flip_lr:
+            # left-right slice order: the neighbour channels swap sides
+            img, codes = img[::-1], codes[::-1]
+            fg_sl = len(codes) - 1 - vol.fg_slices
+        else:
+            fg_sl = vol.fg_slices
+        n_sl = img.shape[0]
+        use_fg = rng.random(per_vol) < bcfg.fg_fraction
+        ks = np.where(
+            use_fg & (len(fg_sl) > 0),
+            fg_sl[rng.integers(max(len(fg_sl), 1), size=per_vol)] if len(fg_sl) else 0,
+            rng.integers(n_sl, size=per_vol),
+        )
+        idx = neighbour_index(n_sl)[ks]  # (per_vol, 3)
+        x = img[idx]  # (per_vol, 3, SI, AP)
+        c = codes[ks]  # (per_vol, SI, AP)
+        # window: random SI offset, centred AP (as inference); pad with 0 / unknown
+        si, ap = x.shape[2:]
+        out_x = np.zeros((per_vol, 3, h, w), dtype=np.float32)
+        out_c = np.full((per_vol, h, w), rd.CODE_UNKNOWN, dtype=np.uint8)
+        a_len = min(ap, w)
+        a_src, a_dst = (ap - a_len) // 2, (w - a_len) // 2
+        s_len = min(si, h)
+        s_src = int(rng.integers(0, si - s_len + 1))
+        s_dst = int(rng.integers(0, h - s_len + 1))
+        out_x[:, :, s_dst : s_dst + s_len, a_dst : a_dst + a_len] = x[
+            :, :, s_src : s_src + s_len, a_src : a_src + a_len
+        ]
+        out_c[:, s_dst : s_dst + s_len, a_dst : a_dst + a_len] = c[
+            :, s_src : s_src + s_len, a_src : a_src + a_len
+        ]
+        # padded area of a real scan is background at inference (forced) — teach it so
+        inside = np.zeros((h, w), dtype=bool)
+        inside[s_dst : s_dst + s_len, a_dst : a_dst + a_len] = True
+        if si <= h:
+            out_c[:, ~inside] = rd.CODE_BG
+        xs.append(out_x)
+        cs.append(out_c)
+    x_t = torch.from_numpy(np.concatenate(xs)[: bcfg.batch_size])
+    c_t = torch.from_numpy(np.concatenate(cs)[: bcfg.batch_size])
+    if acfg is not None and (acfg.rotation_deg > 0 or acfg.zoom > 0):
+        grid = rd.random_rotation_grid(len(x_t), (h, w), rng, acfg)
+        x_t = F.grid_sample(x_t, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        # codes + 1 so that "outside the rotated image" (0 after sampling) becomes unknown
+        c1 = (c_t.float() + 1)[:, None]
+        c1 = F.grid_sample(c1, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+        c_i = c1[:, 0].round().long() - 1
+        c_t = torch.where(c_i < 0, rd.CODE_UNKNOWN, c_i).to(torch.uint8)
+    return x_t, c_t
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser schedule and batching for :func:`train_partial`."""
+
+    steps: int = 300
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: int = 20
+    dice_weight: float = 1.0
+    seed: int = 0
+    log_every: int = 25
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    augment: rd.AugmentConfig = field(default_factory=rd.AugmentConfig)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> TrainConfig:
+        d = dict(d or {})
+        batch = BatchConfig(**d.pop("batch", {}) or {})
+        aug = rd.AugmentConfig.from_dict(d.pop("augment", None))
+        return cls(**d, batch=batch, augment=aug)
+
+
+def train_partial(
+    net: torch.nn.Module,
+    spec: ModelSpec,
+    real: Sequence[TrainVolume],
+    synthetic: Sequence[TrainVolume] = (),
+    cfg: TrainConfig | None = None,
+    device: str = "cpu",
+    log: Callable[[str], None] = print,
+) -> list[dict[str, float]]:
+    """Train ``net`` in place with the partial-label loss; returns the per-step log.
+
+    AdamW with linear warm-up and cosine decay.  Seeded: the same inputs, config and torch
+    build give the same weights on CPU.
+    """
+    import torch
+
+    cfg = cfg or TrainConfig()
+    if not real and not synthetic:
+        raise ValueError("no training volumes")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    net.to(device).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    history: list[dict[str, float]] = []
+    t0 = time.perf_counter()
+    for step in range(cfg.steps):
+        x, codes = make_batch(real, synthetic, spec, rng, cfg.batch, cfg.augment)
+        x, codes = x.to(device), codes.to(device)
+        logits = net(x)
+        loss, parts = partial_label_loss(logits, codes, cfg.dice_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        rec = {"step": step, "loss": float(loss.detach()), **parts}
+        history.append(rec)
+        if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.steps - 1):
+            el = time.perf_counter() - t0
+            log(
+                f"step {step + 1}/{cfg.steps} loss {rec['loss']:.4f} (ce {parts['ce']:.4f} "
+                f"dice {parts['dice']:.4f}) {el:.0f}s"
+            )
+    net.eval()
+    return history
+
+
+__all__ = [
+    "BatchConfig",
+    "TrainConfig",
+    "TrainVolume",
+    "make_batch",
+    "partial_label_loss",
+    "prepare_volume",
+    "train_partial",
+]
