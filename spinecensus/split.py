@@ -146,13 +146,21 @@ def _moments(
 
 
 def _planes(
-    cnt: np.ndarray, s1: np.ndarray, s2: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centroids (K, 3), unit normals (K, 3) and std along the normal, batched eigh."""
+    cnt: np.ndarray, s1: np.ndarray, s2: np.ndarray, spacing: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Centroids (K, 3), unit normals (K, 3), std along the normal and a flatness flag.
+
+    Each voxel is treated as a uniform box (covariance + spacing²/12), so a disc of a
+    single voxel or a single slice still has a well-defined, spacing-aware shape.  A disc
+    is *flat* when its thinnest variance is clearly below the middle one (< 0.5x); for a
+    non-flat blob the eigenvector is arbitrary and the caller uses the curve tangent.
+    """
     c = s1 / cnt[:, None]
     cov = s2 / cnt[:, None, None] - c[:, :, None] * c[:, None, :]
+    cov = cov + np.diag(spacing**2 / 12.0)[None]
     w, v = np.linalg.eigh(cov)  # ascending eigenvalues: column 0 = thinnest direction
-    return c, v[:, :, 0], np.sqrt(np.maximum(w[:, 0], 0.0))
+    flat = w[:, 0] < 0.5 * w[:, 1]
+    return c, v[:, :, 0], np.sqrt(np.maximum(w[:, 0], 0.0)), flat
 
 
 def _order_along_curve(c: np.ndarray, cranial: np.ndarray) -> np.ndarray:
@@ -198,8 +206,11 @@ def _order_along_curve(c: np.ndarray, cranial: np.ndarray) -> np.ndarray:
     return order
 
 
-def _orient_normals(c: np.ndarray, n: np.ndarray, cranial: np.ndarray) -> np.ndarray:
-    """Flip normals (ordered discs) to point caudally along the local curve tangent."""
+def _orient_normals(
+    c: np.ndarray, n: np.ndarray, flat: np.ndarray, cranial: np.ndarray
+) -> np.ndarray:
+    """Flip normals (ordered discs) to point caudally along the local curve tangent;
+    non-flat discs (no reliable thinnest direction) take the tangent itself."""
     k = len(c)
     if k == 1:
         tangent = -cranial[None, :]
@@ -207,6 +218,8 @@ def _orient_normals(c: np.ndarray, n: np.ndarray, cranial: np.ndarray) -> np.nda
         nxt = np.concatenate([c[1:], c[-1:]])
         prv = np.concatenate([c[:1], c[:-1]])
         tangent = nxt - prv
+    tangent = tangent / np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-12)
+    n = np.where(flat[:, None], n, tangent)
     sign = np.sign((n * tangent).sum(1))
     sign[sign == 0] = 1.0
     return n * sign[:, None]
@@ -360,13 +373,13 @@ def split_instances(
         g_s1 = np.stack([np.bincount(group[sel], s1[sel, a], minlength=ng) for a in range(3)], 1)
         g_s2 = np.zeros((ng, 3, 3))
         np.add.at(g_s2, group[sel], s2[sel])
-        c, n, sd_n = _planes(g_cnt, g_s1, g_s2)
+        c, n, sd_n, flat = _planes(g_cnt, g_s1, g_s2, sp)
         order = _order_along_curve(c, cranial)
-        c, n, sd_n, g_cnt = c[order], n[order], sd_n[order], g_cnt[order]
+        c, n, sd_n, g_cnt, flat = c[order], n[order], sd_n[order], g_cnt[order], flat[order]
         rank = np.empty(ng, dtype=np.intp)
         rank[order] = np.arange(ng)
         group[sel] = rank[group[sel]]  # groups now numbered cranio-caudally
-        n = _orient_normals(c, n, cranial)
+        n = _orient_normals(c, n, flat, cranial)
         k = ng
         if n_vox_v:
             slab, n_bad = _assign_slabs(v_mm, c, n)
