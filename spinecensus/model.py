@@ -86,7 +86,8 @@ class ModelSpec:
         input_size: (SI, AP) voxels after resampling (centre crop / zero pad); None = pad
             only to a multiple of the stride.
         layout: axis layout of the network input (see module docstring).
-        normalisation: description of the intensity normalisation (informative).
+        normalisation: intensity normalisation, one of ``NORMALISATIONS`` (see
+            :func:`normalise_volume`); ``robust_zscore`` = clip p1..p99, (x - mean) / std.
         weights_dtype: dtype of the stored state dict (``float16`` halves the file).
     """
 
@@ -100,7 +101,7 @@ class ModelSpec:
     target_spacing_mm: tuple[float, float] | None = (2.0, 2.0)
     input_size: tuple[int, int] | None = (384, 160)
     layout: Layout = "spinecensus"
-    normalisation: str = "per-volume robust z-score: clip to p1..p99, then (x - mean) / std"
+    normalisation: str = "robust_zscore"
     weights_dtype: str = "float32"
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -196,9 +197,24 @@ def _thesis_adapter(net: torch.nn.Module) -> torch.nn.Module:
 # --------------------------------------------------------------------------- preprocessing
 
 
-def normalise_volume(volume: np.ndarray) -> np.ndarray:
-    """Per-volume robust z-score (float32): clip to p1..p99, then (x - mean) / std."""
+NORMALISATIONS = ("robust_zscore", "minmax", "none")
+
+
+def normalise_volume(volume: np.ndarray, method: str = "robust_zscore") -> np.ndarray:
+    """Per-volume intensity normalisation (float32).
+
+    ``robust_zscore`` (default, all spinecensus models): clip to the volume's 1st-99th
+    percentile, then (x - mean) / std of the clipped volume.  ``minmax``: (x - min) / (max -
+    min), 0..1.  ``none``: unchanged (for external models that normalise themselves).
+    """
     v = np.asarray(volume, dtype=np.float32)
+    if method == "none":
+        return v
+    if method == "minmax":
+        lo, hi = float(v.min()), float(v.max())
+        return ((v - lo) / (hi - lo if hi > lo else 1.0)).astype(np.float32)
+    if method != "robust_zscore":
+        raise ValueError(f"unknown normalisation {method!r} (one of {NORMALISATIONS})")
     lo, hi = np.percentile(v, [1.0, 99.0])
     c = np.clip(v, lo, hi)
     std = float(c.std())
@@ -395,7 +411,7 @@ class SegmentationModel:
         vol = np.asarray(volume)
         if vol.ndim != 3:
             raise InputError(None, f"expected a 3-D volume [slice, SI, AP], got {vol.shape}")
-        norm = torch.from_numpy(normalise_volume(vol))
+        norm = torch.from_numpy(normalise_volume(vol, self.spec.normalisation))
         geo = plan_geometry(vol.shape[1:], (spacing_mm[1], spacing_mm[2]), self.spec)
         idx = torch.from_numpy(neighbour_index(vol.shape[0]))
         for start in range(0, vol.shape[0], self.batch_size):
@@ -570,17 +586,20 @@ def load_model(
     path: str | os.PathLike[str],
     device: str = "cpu",
     threads: int | None = None,
-    amp: str | None = "bf16",
+    amp: str | None = "auto",
     batch_size: int = 8,
     layout: Layout | None = None,
+    normalisation: str | None = None,
 ) -> SegmentationModel:
     """Load weights from a file: ``.pt`` (+ sidecar) with torch, ``.onnx`` with ONNX Runtime.
 
     Args:
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (from the config; never hard-coded).
         threads: CPU threads for torch / ONNX Runtime (Snakemake's ``threads``).
-        amp: autocast dtype on CUDA (``"bf16"``, ``"fp16"`` or None); ignored on CPU.
+        amp: autocast dtype (``"bf16"``, ``"fp16"`` or None); ``"auto"`` = bf16 on CUDA,
+            fp32 on CPU (CPUs with AMX/AVX512-BF16 run bf16 much faster: opt in explicitly).
         layout: override the sidecar's layout (e.g. ``"thesis"`` for a published ONNX file).
+        normalisation: override the sidecar's intensity normalisation.
     """
     import torch
 
@@ -602,12 +621,17 @@ def load_model(
                 spec.input_size = (int(dims[3]), int(dims[2]))  # thesis: (AP, SI) -> (SI, AP)
         if layout is not None:
             spec.layout = layout
+        if normalisation is not None:
+            spec.normalisation = normalisation
         return SegmentationModel(spec, _OnnxRunner(path, spec, device, threads), batch_size)
     net, spec = load_network(path)
     if layout is not None:
         spec.layout = layout
-    use_amp = amp if torch.device(device).type == "cuda" else None
-    return SegmentationModel(spec, _TorchRunner(net, spec, device, use_amp), batch_size)
+    if normalisation is not None:
+        spec.normalisation = normalisation
+    if amp == "auto":
+        amp = "bf16" if torch.device(device).type == "cuda" else None
+    return SegmentationModel(spec, _TorchRunner(net, spec, device, amp), batch_size)
 
 
 def export_onnx(

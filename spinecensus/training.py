@@ -227,7 +227,7 @@ def to_bank(
     images, targets, index = [], [], []
     for v, (image, target, spacing) in enumerate(volumes):
         geo = plan_geometry(image.shape[1:], (spacing[1], spacing[2]), spec)
-        x = torch.from_numpy(normalise_volume(image))[:, None]
+        x = torch.from_numpy(normalise_volume(image, spec.normalisation))[:, None]
         y = torch.from_numpy(np.asarray(target, dtype=np.float32))[:, None]
         xi = to_network_grid(x, geo)[:, 0].numpy().astype(np.float16)
         yi = to_network_grid(y, geo, mode="nearest")[:, 0].numpy().astype(np.uint8)

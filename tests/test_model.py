@@ -199,3 +199,71 @@ def test_import_spinecensus_is_torch_free():
     code = "import sys, spinecensus; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- shipped weights
+
+
+@pytest.fixture(scope="module")
+def fresh_subjects():
+    """Freshly generated synthetic subjects; seeds 7_000_000+ are never used in training
+    (training uses seed*1e6 + {0, 1e5, 9e5} + i with seed 0)."""
+    synthetic = pytest.importorskip("spinecensus.synthetic")
+    anomalies = ("normal", "lumbarization", "sacralization")
+    return [synthetic.generate_subject(7_000_000 + i, anomaly=a) for i, a in enumerate(anomalies)]
+
+
+def _shipped():
+    if not M.DEFAULT_SEGMENTATION_WEIGHTS.exists():
+        pytest.skip("no shipped segmentation weights")
+    return M.load_model(M.DEFAULT_SEGMENTATION_WEIGHTS, threads=1)
+
+
+def test_shipped_weights_checksum():
+    """The shipped .pt matches the sha256 in its sidecar and the SHA256SUMS file."""
+    if not M.DEFAULT_SEGMENTATION_WEIGHTS.exists():
+        pytest.skip("no shipped segmentation weights")
+    sums = dict(
+        reversed(line.split()) for line in (M.WEIGHTS_DIR / "SHA256SUMS").read_text().splitlines()
+    )
+    for pt in sorted(M.WEIGHTS_DIR.glob("*.pt")):
+        spec = M.read_spec(pt)
+        assert spec is not None and spec.sha256 == M.sha256_file(pt) == sums[pt.name]
+        assert pt.stat().st_size < 8 * 2**20  # "a few MB"
+        assert spec.metrics.get("synthetic") is True
+
+
+def test_shipped_segmentation_dice_and_whole_spine_labeling(fresh_subjects):
+    """Synthetic: shipped weights reach Dice >= 0.90 (vertebra and disc) and whole-spine
+    labeling accuracy >= 95 % (segment -> split -> count_labels, names vs ground truth) on
+    fresh subjects of all three variants."""
+    from spinecensus import labeling, split, training
+
+    model = _shipped()
+    dices, accs = [], []
+    for sub in fresh_subjects:
+        pred = model.predict(sub.image, sub.spacing_mm)
+        d = training.dice_per_class(pred, np.asarray(sub.semantic), [1, 2])
+        dices.append((d[1], d[2]))
+        res = split.split_instances(pred, sub.spacing_mm)
+        names = labeling.count_labels(res).id_to_name
+        accs.append(training.name_accuracy(res.instances, names, sub.instances, sub.id_to_name))
+    dices = np.asarray(dices)
+    assert dices.mean(axis=0).min() >= 0.90, dices
+    assert np.mean(accs) >= 0.95, accs
+
+
+def test_shipped_labeler_small_fov(fresh_subjects):
+    """Synthetic: the shipped small-FOV labeler names most V=10 crops exactly right."""
+    if not M.DEFAULT_LABELING_WEIGHTS.exists():
+        pytest.skip("no shipped labeler weights")
+    from spinecensus import synthetic, training
+
+    model = M.load_model(M.DEFAULT_LABELING_WEIGHTS, threads=1)
+    rng = np.random.default_rng(0)
+    correct = []
+    for sub in fresh_subjects:
+        crop = synthetic.crop_fov(sub, 10, rng)
+        names, _ = training.label_crop(model, crop)
+        correct.append(names == [crop.id_to_name[i] for i in sorted(crop.id_to_name)])
+    assert np.mean(correct) >= 2 / 3, correct
