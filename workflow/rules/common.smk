@@ -1,0 +1,105 @@
+# Shared set-up: config and sample-sheet validation, subject list, deterministic batches.
+# Everything here runs at parse time, before any job: a bad sheet stops the run here with a
+# message naming the row.
+import json
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# The package is importable from the checkout even when it is not installed (conda jobs).
+REPO = Path(workflow.basedir)
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from spinecensus import cohort  # noqa: E402
+
+# Jobs run `python -m spinecensus.cohort ...` with the Python of the environment snakemake
+# runs in (the active venv) unless a software-deployment method (conda) activates its own
+# environment first; PYTHONPATH lets either find this checkout's package sources.
+cohort.prepare_job_environment(REPO)
+
+validate(config, "../schemas/config.schema.yaml")
+
+RESULTS = config.get("results", "results") or "results"
+SEG = config["segmentation"]
+METHOD = SEG.get("method", "model")
+DEVICE = str(SEG.get("device", "cpu"))
+SYNTHETIC = config.get("samples", "") == ""
+CONDA_ENV = "../../envs/spinecensus.yaml"
+
+if SYNTHETIC:
+    # the generator's subject IDs are a function of n, so the DAG is known before the
+    # cohort exists (no checkpoint needed)
+    SHEET = f"{RESULTS}/synthetic/samples.tsv"
+    SUBJECTS = sorted(cohort.synthetic_subject_ids(int(config["synthetic"]["n"])))
+    IMAGES = {s: f"{RESULTS}/synthetic/{s}/image.nii.gz" for s in SUBJECTS}
+    SEMANTICS = {s: f"{RESULTS}/synthetic/{s}/semantic.nii.gz" for s in SUBJECTS}
+else:
+    SHEET = config["samples"]
+    try:
+        _sheet = cohort.read_sheet(SHEET)
+    except cohort.SampleSheetError as exc:
+        raise WorkflowError(str(exc))
+    validate(_sheet, "../schemas/samples.schema.yaml")
+    _sheet = cohort.resolve_paths(_sheet, SHEET)
+    SUBJECTS = sorted(_sheet["subject"])
+    IMAGES = {s: (p or "") for s, p in zip(_sheet["subject"], _sheet["image"])}
+    if "semantic" in _sheet.columns:
+        SEMANTICS = {
+            s: (p or "") for s, p in zip(_sheet["subject"], _sheet["semantic"])
+        }
+    else:
+        # the `spinecensus synth` layout: the mask lies next to the image
+        SEMANTICS = {
+            s: str(Path(p).parent / "semantic.nii.gz") for s, p in IMAGES.items()
+        }
+
+if not SUBJECTS:
+    raise WorkflowError(f"sample sheet {SHEET}: no subjects")
+
+BATCHES = cohort.make_batches(SUBJECTS, int(SEG.get("subjects_per_job", 25)))
+BATCH_OF = cohort.batch_of(BATCHES)
+
+
+def existing(paths):
+    """Only the paths that exist: a missing image must become a per-subject failure
+    (recorded in failures.parquet), not a DAG error that stops the whole cohort."""
+    return [p for p in paths if p and (SYNTHETIC or os.path.exists(p))]
+
+
+def batch_images(wildcards):
+    return existing(IMAGES[s] for s in BATCHES[wildcards.batch])
+
+
+def batch_semantics(wildcards):
+    if METHOD != "ground_truth":
+        return []
+    return existing(SEMANTICS[s] for s in BATCHES[wildcards.batch])
+
+
+def subject_image(wildcards):
+    return existing([IMAGES[wildcards.subject]])
+
+
+def subject_seg_dir(wildcards):
+    return f"{RESULTS}/segmentation/{BATCH_OF[wildcards.subject]}"
+
+
+def seg_signature():
+    """What the segmentation of a subject depends on besides its image (a change reruns
+    the analysis: the segmentation directory is an ancient() input of analyse)."""
+    return json.dumps(
+        {
+            "method": METHOD,
+            "weights": SEG.get("weights", ""),
+            "labeling": config.get("labeling"),
+        },
+        sort_keys=True,
+    )
+
+
+wildcard_constraints:
+    subject="[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+    batch=r"b\d{5}",

@@ -1,0 +1,41 @@
+# Segmentation per BATCH of subjects: one process loads the model once and segments
+# `segmentation.subjects_per_job` subjects (a deterministic chunk of the sorted subject list),
+# writing <results>/segmentation/<batch>/<subject>.nii.gz (or <subject>.failed.json).
+
+
+rule segment:
+    input:
+        images=batch_images,
+        semantics=batch_semantics,
+    output:
+        directory(f"{RESULTS}/segmentation/{{batch}}"),
+    log:
+        f"{RESULTS}/logs/segment/{{batch}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/segment/{{batch}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: int(SEG.get("threads", 2))
+    resources:
+        mem_mb=int(SEG.get("mem_mb", 4000)),
+        runtime=int(SEG.get("runtime", 60)),
+        gpu=1 if DEVICE.startswith("cuda") else 0,
+    params:
+        subjects=lambda wildcards: BATCHES[wildcards.batch],
+        images=lambda wildcards: [IMAGES[s] or "" for s in BATCHES[wildcards.batch]],
+        semantics=lambda wildcards: (
+            ["--semantics"]
+            + [SEMANTICS.get(s) or "" for s in BATCHES[wildcards.batch]]
+            if METHOD == "ground_truth"
+            else []
+        ),
+        method=METHOD,
+        weights=SEG.get("weights", ""),
+        device=DEVICE,
+        batch_size=SEG.get("batch_size", 16),
+    shell:
+        "python -m spinecensus.cohort segment --out {output:q} --method {params.method} "
+        "--weights {params.weights:q} --device {params.device} "
+        "--batch-size {params.batch_size} --threads {threads} "
+        "--subjects {params.subjects:q} --images {params.images:q} {params.semantics:q} "
+        "> {log:q} 2>&1"
