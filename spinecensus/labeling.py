@@ -31,12 +31,13 @@ N_ABOVE_LUMBAR = len(labels.CERVICAL) + len(labels.THORACIC)
 TOP = labels.CERVICAL[0]  # "C2", the count origin
 
 #: schema names that are no column of the 49-name union (``labels.all_names()``): the
-#: lumbosacral disc of the normal / sacralization variants.  Their score is the
-#: log-sum-exp of the union columns a model may have put that disc's mass in (the disc
-#: with the same upper vertebra, or the union's lumbosacral disc L6-S1).
+#: lumbosacral disc of the normal / sacralization variants.  The labeler is trained with
+#: every lumbosacral disc in the union's ``L6-S1`` column ("the disc above the sacrum",
+#: ``training._union_name``), so that column scores them; with several columns listed the
+#: score would be their log-sum-exp (probabilities add).
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
-    "L5-S1": ("L5-L6", "L6-S1"),
-    "L4-S1": ("L4-L5", "L6-S1"),
+    "L5-S1": ("L6-S1",),
+    "L4-S1": ("L6-S1",),
 }
 
 
@@ -88,13 +89,15 @@ def _name_from_top(kinds: Sequence[str], names: Sequence[str]) -> tuple[dict[int
     return out, flags
 
 
-def count_labels(split: SplitResult, sacrum_ratio: float = 1.0) -> Labeling:
+def count_labels(split: SplitResult, sacrum_ratio: float = 1.25) -> Labeling:
     """Name a whole-spine split by counting from C2 (see the module docstring).
 
     Args:
         split: the split (cranio-caudal ids).
-        sacrum_ratio: the last vertebra is the sacrum when it lies below the last disc and
-            holds at least ``sacrum_ratio`` x the voxels of every other vertebra.
+        sacrum_ratio: the last instance is the sacrum when it is a vertebra below the last
+            disc, holds more voxels than every other vertebra and at least
+            ``sacrum_ratio`` x the median of the three vertebrae above it (so a spine cut
+            off in the thoracic region, with equal-sized bodies, has no "sacrum").
 
     Never raises; problems become ``qc_flags`` and an ``"undetermined"`` status.
     """
@@ -112,7 +115,8 @@ def count_labels(split: SplitResult, sacrum_ratio: float = 1.0) -> Labeling:
     sacrum = (
         kinds[-1] == "vertebra"
         and len(verts) >= 2
-        and counts[last - 1] >= sacrum_ratio * max(others)
+        and counts[last - 1] > max(others)
+        and counts[last - 1] >= sacrum_ratio * float(np.median(others[-3:]))
     )
     n_free = len(verts) - 1 if sacrum else len(verts)
     lumbar = n_free - N_ABOVE_LUMBAR
@@ -135,7 +139,8 @@ def count_labels(split: SplitResult, sacrum_ratio: float = 1.0) -> Labeling:
         schema = [n for n in labels.structures(variant) if n != labels.SACRUM]
         id_to_name, f = _name_from_top(kinds, schema)
         flags += f
-    status = labels.transitional_status(id_to_name.values()) if sacrum else "undetermined"
+    in_range = sacrum and lumbar in labels.VARIANT_BY_LUMBAR_COUNT
+    status = labels.transitional_status(id_to_name.values()) if in_range else "undetermined"
     lumbar_count = lumbar if sacrum and lumbar >= 0 else None
     return Labeling(
         id_to_name,
@@ -223,10 +228,13 @@ def label_with_model(
     """Name instances from the model's per-instance log-probabilities (small FOV).
 
     ``log_probs`` rows follow instance ids (row ``i`` = id ``i + 1``).  If the model's
-    sequence shows both C2 and the sacrum and a count labeling is given, both must name
-    every instance the same: agreement -> ``decided_by="count+model"``; disagreement ->
-    QC flag ``count_model_disagree`` and the count decides when the split is valid (it
-    depends on nothing learned), the model otherwise.
+    sequence shows both C2 and the sacrum, or the count found a sacrum with 4-6 free lumbar
+    vertebrae below C2 (a self-consistent whole spine), both must name every instance the
+    same: agreement -> ``decided_by="count+model"``; disagreement -> QC flag
+    ``count_model_disagree``, and the count decides when it is self-consistent and the
+    split valid (it depends on nothing learned; the thesis's labels came from counting),
+    the model otherwise (e.g. the count's sacrum heuristic failed, or the model sees that
+    the top is not C2).
     """
     names, total = consistent_sequence(log_probs, split.kinds)
     flags: list[str] = []
@@ -241,10 +249,15 @@ def label_with_model(
     if model_map:
         sc = _position_scores(np.asarray(log_probs, dtype=float), list(model_map.values()))
         conf = {i: float(np.exp(sc[i - 1, i - 1])) for i in model_map}
-    whole = TOP in model_map.values() and labels.SACRUM in model_map.values()
+    model_whole = TOP in model_map.values() and labels.SACRUM in model_map.values()
+    count_whole = (
+        count is not None
+        and count.sacrum_id is not None
+        and count.lumbar_count in labels.VARIANT_BY_LUMBAR_COUNT
+    )
     decided = "model"
     chosen = model_map
-    if whole and count is not None:
+    if count is not None and (model_whole or count_whole):
         if count.id_to_name == model_map:
             decided = "count+model"
         else:
@@ -259,7 +272,7 @@ def label_with_model(
             flags.append(
                 f"count_model_disagree: {len(diff)} instance(s) differ (count vs model) {show}"
             )
-            if split.valid:
+            if count_whole and split.valid:
                 decided, chosen = "count", count.id_to_name
     status = labels.transitional_status(chosen.values())
     lumbar_count = labels.lumbar_count(chosen.values()) if status != "undetermined" else None

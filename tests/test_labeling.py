@@ -1,0 +1,240 @@
+"""Count labeling from C2, the consistent-sequence search and the model/count combination."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from spine_phantom import make_phantom
+
+from spinecensus import labels
+from spinecensus.labeling import (
+    COLUMN_ALIASES,
+    consistent_sequence,
+    count_labels,
+    label_with_model,
+)
+from spinecensus.split import SplitResult, split_instances
+
+NAMES = labels.all_names()
+
+
+def fake_split(kinds: list[str], counts: list[int] | None = None, valid: bool = True):
+    """A SplitResult carrying only kinds / voxel counts (labeling needs nothing else)."""
+    if counts is None:
+        counts = [100] * len(kinds)
+    return SplitResult(
+        instances=np.zeros((1, 1, 1), dtype=np.uint16),
+        kinds=list(kinds),
+        valid=valid,
+        invalid_reason=None if valid else "test: invalid",
+        voxel_counts=list(counts),
+    )
+
+
+def whole_spine_split(variant: str, sacrum_voxels: int = 1000):
+    names = labels.structures(variant)
+    counts = [500] * len(names)
+    counts[-1] = sacrum_voxels
+    return fake_split([labels.kind(n) for n in names], counts), names
+
+
+def truth_log_probs(names: list[str], p_true: float = 0.6, rng=None) -> np.ndarray:
+    """Log-probs with mass ``p_true`` on each instance's true union column, noise elsewhere."""
+    rng = rng or np.random.default_rng(0)
+    probs = rng.random((len(names), len(NAMES))) * 0.02 + 0.001
+    for i, nm in enumerate(names):
+        cols = COLUMN_ALIASES.get(nm, (nm,))
+        probs[i, NAMES.index(cols[0])] = p_true
+    probs /= probs.sum(1, keepdims=True)
+    return np.log(probs)
+
+
+@pytest.mark.parametrize("variant", labels.VARIANTS)
+def test_count_labels_recovers_names_and_anomaly(variant):
+    """Synthetic phantom (GT semantic mask) -> split -> count: every name and the anomaly."""
+    p = make_phantom(variant)
+    lab = count_labels(split_instances(p.semantic, p.spacing_mm))
+    assert lab.id_to_name == p.id_to_name
+    assert lab.transitional_status == variant
+    assert lab.lumbar_count == labels.LUMBAR_COUNT[variant]
+    assert lab.decided_by == "count" and lab.qc_flags == []
+    assert lab.sacrum_id == max(p.id_to_name)
+
+
+def test_count_labels_without_sacrum_is_undetermined():
+    """Synthetic phantom of C2..T10 only: names from C2, status undetermined, flagged."""
+    p = make_phantom("normal", n_vertebrae=15)
+    lab = count_labels(split_instances(p.semantic, p.spacing_mm))
+    assert lab.id_to_name == p.id_to_name
+    assert lab.transitional_status == "undetermined" and lab.lumbar_count is None
+    assert any(f.startswith("sacrum_not_recognised") for f in lab.qc_flags)
+
+
+@pytest.mark.parametrize("n_lumbar", [3, 7])
+def test_count_labels_lumbar_count_out_of_range(n_lumbar):
+    """18 + n_lumbar free vertebrae + sacrum: flagged, undetermined, sacrum still named."""
+    n_vert = 18 + n_lumbar + 1
+    kinds = ["vertebra", "disc"] * (n_vert - 1) + ["vertebra"]
+    counts = [100] * len(kinds)
+    counts[-1] = 900
+    lab = count_labels(fake_split(kinds, counts))
+    assert lab.transitional_status == "undetermined"
+    assert lab.lumbar_count == n_lumbar
+    assert lab.id_to_name[1] == "C2" and lab.id_to_name[len(kinds)] == "S1"
+    assert any(f.startswith("lumbar_count_out_of_range") for f in lab.qc_flags)
+
+
+def test_count_labels_flags_invalid_split_and_handles_nothing():
+    split, names = whole_spine_split("normal")
+    split.valid, split.invalid_reason = False, "vertebra instance 3 is in 2 pieces"
+    lab = count_labels(split)
+    assert any(f.startswith("split_invalid") for f in lab.qc_flags)
+    assert lab.id_to_name == {i + 1: n for i, n in enumerate(names)}
+    empty = count_labels(fake_split([]))
+    assert empty.id_to_name == {} and empty.transitional_status == "undetermined"
+    only_discs = count_labels(fake_split(["disc"]))
+    assert only_discs.id_to_name == {} and only_discs.lumbar_count is None
+
+
+def test_count_labels_leading_disc_is_unnamed():
+    kinds = ["disc", "vertebra", "disc", "vertebra"]
+    lab = count_labels(fake_split(kinds, [10, 100, 10, 50]))
+    assert lab.id_to_name == {2: "C2", 3: "C2-C3", 4: "C3"}
+    assert any(f.startswith("top_not_vertebra") for f in lab.qc_flags)
+
+
+@pytest.mark.parametrize("variant", labels.VARIANTS)
+@pytest.mark.parametrize("v", [5, 8, 10, 15])
+def test_consistent_sequence_recovers_windows(variant, v):
+    """Windows of V vertebrae anywhere in the schema, noisy model output: exact names."""
+    full = labels.structures(variant)
+    rng = np.random.default_rng(v)
+    for start in range(0, len(full) - (2 * v - 1) + 1, 7):
+        names = list(full[start : start + 2 * v - 1])
+        kinds = [labels.kind(n) for n in names]
+        got, total = consistent_sequence(truth_log_probs(names, rng=rng), kinds)
+        assert got == names
+        assert np.isfinite(total)
+
+
+def test_consistent_sequence_fixes_an_inconsistent_argmax():
+    """One instance's argmax is wrong (T7 says T9): the sequence repairs it."""
+    names = list(labels.structures("normal")[10:21])
+    lp = truth_log_probs(names)
+    lp[4, NAMES.index(names[4])] = np.log(0.2)
+    lp[4, NAMES.index("T9")] = np.log(0.5)
+    got, _ = consistent_sequence(lp, [labels.kind(n) for n in names])
+    assert got == names
+
+
+def test_consistent_sequence_matches_brute_force():
+    """Random log-probs: the vectorized search equals a plain enumeration."""
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 5, 9):
+        for first in ("vertebra", "disc"):
+            kinds = [
+                first if i % 2 == 0 else ("disc" if first == "vertebra" else "vertebra")
+                for i in range(n)
+            ]
+            lp = np.log(rng.dirichlet(np.ones(len(NAMES)), size=n))
+            best, best_seq = -np.inf, None
+            for variant in labels.VARIANTS:
+                full = labels.structures(variant)
+                for o in range(len(full) - n + 1):
+                    seq = full[o : o + n]
+                    if [labels.kind(s) for s in seq] != kinds:
+                        continue
+                    tot = sum(
+                        lp[i, NAMES.index(COLUMN_ALIASES.get(s, (s,))[0])]
+                        for i, s in enumerate(seq)
+                    )
+                    if tot > best:
+                        best, best_seq = tot, list(seq)
+            got, total = consistent_sequence(lp, kinds)
+            assert got == best_seq
+            assert total == pytest.approx(best)
+
+
+def test_consistent_sequence_edge_cases():
+    assert consistent_sequence(np.zeros((0, len(NAMES))), []) == ([], 0.0)
+    lp = np.log(np.full((2, len(NAMES)), 1 / len(NAMES)))
+    names, total = consistent_sequence(lp, ["disc", "disc"])
+    assert names == [] and total == -np.inf
+    too_many = ["vertebra", "disc"] * 30
+    names, total = consistent_sequence(np.zeros((60, len(NAMES))), too_many)
+    assert names == [] and total == -np.inf
+    with pytest.raises(ValueError):
+        consistent_sequence(np.zeros((3, 10)), ["vertebra", "disc", "vertebra"])
+
+
+def test_lumbosacral_disc_scored_through_alias():
+    """Sacralization window L3..S1: the L4-S1 disc is read from the union's L6-S1 column."""
+    full = labels.structures("sacralization")
+    names = list(full[full.index("L3") :])
+    got, _ = consistent_sequence(truth_log_probs(names), [labels.kind(n) for n in names])
+    assert got == names and "L4-S1" in got
+
+
+@pytest.mark.parametrize("variant", labels.VARIANTS)
+def test_label_with_model_agrees_with_count(variant):
+    split, names = whole_spine_split(variant)
+    count = count_labels(split)
+    lab = label_with_model(split, truth_log_probs(list(names)), count)
+    assert lab.decided_by == "count+model"
+    assert lab.qc_flags == []
+    assert lab.transitional_status == variant
+    assert lab.id_to_name == count.id_to_name
+    assert all(0 < c <= 1 for c in lab.confidence.values())
+
+
+def test_label_with_model_disagreement_is_flagged_count_decides():
+    """The model reads a lumbarization where the count (whole spine, valid) says normal."""
+    split, names = whole_spine_split("normal")
+    count = count_labels(split)
+    wrong = list(labels.structures("lumbarization"))
+    # same number of instances: drop C2, C2-C3 so the model's window ends at S1
+    model_names = wrong[2:]
+    lab = label_with_model(split, truth_log_probs(model_names), count)
+    assert any(f.startswith("count_model_disagree") for f in lab.qc_flags)
+    assert lab.decided_by == "count"
+    assert lab.id_to_name == count.id_to_name
+    assert lab.transitional_status == "normal"
+
+
+def test_label_with_model_small_fov_model_decides():
+    """T11..S1 window (lumbarization): the model decides, status from T12 + S1 in view."""
+    full = labels.structures("lumbarization")
+    names = list(full[full.index("T11") :])
+    split = fake_split([labels.kind(n) for n in names])
+    lab = label_with_model(split, truth_log_probs(names), count_labels(split))
+    assert lab.decided_by == "model"
+    assert lab.id_to_name == {i + 1: n for i, n in enumerate(names)}
+    assert lab.transitional_status == "lumbarization" and lab.lumbar_count == 6
+
+
+def test_label_with_model_non_alternating_split():
+    split = fake_split(["vertebra", "disc", "disc", "vertebra"], valid=False)
+    lab = label_with_model(split, np.log(np.full((4, len(NAMES)), 1 / len(NAMES))), None)
+    assert lab.id_to_name == {} and lab.transitional_status == "undetermined"
+    assert any(f.startswith("no_consistent_sequence") for f in lab.qc_flags)
+
+
+def test_every_variant_end_is_reachable():
+    """Windows starting at C2 and ending at S1 of every variant are produced exactly."""
+    for variant in labels.VARIANTS:
+        full = list(labels.structures(variant))
+        for names in (full[:5], full[-5:], full):
+            got, _ = consistent_sequence(truth_log_probs(names), [labels.kind(x) for x in names])
+            assert got == names
+
+
+def test_label_with_model_decides_when_count_misses_the_sacrum():
+    """Whole spine whose sacrum is too small for the count heuristic: the model (C2..S1
+    in view) decides, the disagreement is flagged."""
+    split, names = whole_spine_split("normal", sacrum_voxels=400)
+    count = count_labels(split)
+    assert count.sacrum_id is None
+    lab = label_with_model(split, truth_log_probs(list(names)), count)
+    assert lab.decided_by == "model"
+    assert lab.id_to_name == {i + 1: n for i, n in enumerate(names)}
+    assert any(f.startswith("count_model_disagree") for f in lab.qc_flags)
