@@ -9,6 +9,7 @@ Canonical order (slice, superior->inferior, anterior->posterior), semantic 0/1/2
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -23,6 +24,7 @@ class Phantom:
     spacing_mm: tuple[float, float, float]
 
 
+@lru_cache(maxsize=32)
 def make_phantom(
     variant: str = "normal",
     spacing_mm: tuple[float, float, float] = (4.0, 2.0, 2.0),
@@ -37,6 +39,7 @@ def make_phantom(
     Sizes (mm, before ``scale``): vertebral body heights 13 (cervical) -> 20 (thoracic)
     -> 26 (lumbar), discs 5 -> 9 mm, sacrum 45 mm; body half-widths 10-22 mm lateral,
     8-17 mm AP.  ``n_vertebrae`` keeps only the top N vertebrae (no sacrum then).
+    Cached: callers must copy arrays before modifying them.
     """
     names = list(labels.structures(variant))  # type: ignore[arg-type]
     heights: list[float] = []
