@@ -601,12 +601,13 @@ def aggregate_cohort(
 
 
 def _cmd_segment(a: argparse.Namespace) -> int:
+    # "-" stands for "no path in the sheet" (an empty shell argument would vanish)
     segment_batch(
         a.subjects,
-        a.images,
+        ["" if p == "-" else p for p in a.images],
         a.out,
         method=a.method,
-        semantics=a.semantics or None,
+        semantics=["" if p == "-" else p for p in a.semantics] if a.semantics else None,
         weights=a.weights,
         device=a.device,
         batch_size=a.batch_size,

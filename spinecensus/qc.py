@@ -165,7 +165,7 @@ def prevalence_png(
         p = 100 * d["prevalence"].to_numpy(float)
         lo = 100 * d["ci_low"].to_numpy(float)
         hi = 100 * d["ci_high"].to_numpy(float)
-        err = np.vstack([np.nan_to_num(p - lo), np.nan_to_num(hi - p)])
+        err = np.clip(np.vstack([np.nan_to_num(p - lo), np.nan_to_num(hi - p)]), 0, None)
         ax.bar(
             x - (width / 2 if has_truth else 0),
             np.nan_to_num(p),
@@ -182,7 +182,7 @@ def prevalence_png(
                 width,
                 color="tab:green",
                 alpha=0.7,
-                label="true (synthetic ground truth)",
+                label="true (sheet `anomaly`; synthetic truth)",
             )
         if planted and planted.get(st) is not None:
             ax.axhline(

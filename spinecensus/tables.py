@@ -48,7 +48,11 @@ PREVALENCE_STATUSES = ("lumbarization", "sacralization")
 DETERMINABLE = ("normal", "lumbarization", "sacralization")
 
 #: sample-sheet columns that are never strata (paths, IDs, ground truth)
-NON_COVARIATES = frozenset({"subject", "image", "semantic", "anomaly", "true_status"})
+NON_COVARIATES = frozenset(
+    {"subject", "image", "semantic", "instances", "labels", "anomaly", "true_status"}
+)
+#: a text covariate with more distinct values than this is an identifier, not a stratum
+MAX_STRATA_PER_COVARIATE = 20
 
 STRUCTURES_SCHEMA = pa.schema(
     [
@@ -109,8 +113,11 @@ def wilson_interval(
         denom = 1.0 + z2 / d_arr
         centre = (p + z2 / (2 * d_arr)) / denom
         half = z * np.sqrt(p * (1 - p) / d_arr + z2 / (4 * d_arr * d_arr)) / denom
-        low = np.where(d_arr > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
-        high = np.where(d_arr > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
+        # exact bounds at the edges (the formula gives them only up to rounding)
+        low = np.where(n_arr == 0, 0.0, np.clip(centre - half, 0.0, 1.0))
+        high = np.where(n_arr == d_arr, 1.0, np.clip(centre + half, 0.0, 1.0))
+        low = np.where(d_arr > 0, low, np.nan)
+        high = np.where(d_arr > 0, high, np.nan)
     return low, high
 
 
@@ -267,13 +274,17 @@ def subjects_table(
         counts = st.groupby(["subject", "region"]).size().unstack(fill_value=0)
     else:
         counts = pd.DataFrame()
+    for col in ("lumbar_count", "n_vertebrae", "n_discs"):
+        if col in df.columns:
+            df[col] = pd.array(df[col].tolist(), dtype="Int64")
     for reg in REGIONS:
         col = counts[reg] if reg in counts.columns else pd.Series(dtype="int64")
         df[f"n_{reg}"] = df["subject"].map(col).astype("Int64")
         df.loc[~df["processed"].astype(bool), f"n_{reg}"] = pd.NA
         df.loc[df["processed"].astype(bool) & df[f"n_{reg}"].isna(), f"n_{reg}"] = 0
     if sheet is not None and len(sheet):
-        sh = sheet.drop(columns=[c for c in ("image", "semantic") if c in sheet.columns])
+        paths = ("image", "semantic", "instances", "labels")
+        sh = sheet.drop(columns=[c for c in paths if c in sheet.columns])
         sh = sh.rename(columns={"anomaly": "true_status"})
         sh = sh.drop(columns=[c for c in sh.columns if c in df.columns and c != "subject"])
         df = df.merge(sh, on="subject", how="left")
@@ -287,7 +298,8 @@ def strata(sheet_df: Any) -> list[tuple[str, str, np.ndarray]]:
     Covariates are the sample sheet's extra columns (never ``anomaly``/``true_status``,
     IDs or paths).  Strings/categories: one stratum per value (``sex=F``); a numeric column
     named like ``age``: decade bins (``age=50-59``); other numeric columns with at most 12
-    distinct values: one stratum per value; other numeric columns are skipped.
+    distinct values: one stratum per value; other numeric columns, and text columns with
+    more than :data:`MAX_STRATA_PER_COVARIATE` values (identifiers), are skipped.
     """
     import pandas as pd
 
@@ -298,6 +310,8 @@ def strata(sheet_df: Any) -> list[tuple[str, str, np.ndarray]]:
         s = sheet_df[col]
         if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
             vals = s.astype("string")
+            if vals.nunique(dropna=True) > MAX_STRATA_PER_COVARIATE:
+                continue
             for v in sorted(vals.dropna().unique()):
                 out.append((f"{col}={v}", col, (vals == v).fillna(False).to_numpy(bool)))
         elif "age" in col.lower():

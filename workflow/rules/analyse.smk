@@ -36,5 +36,5 @@ rule analyse:
         out=lambda wildcards, output: os.path.dirname(output.summary),
     shell:
         "python -m spinecensus.cohort analyse --subject {wildcards.subject} "
-        "--seg-dir {input.seg:q} --image {params.image:q} "
+        "--seg-dir {input.seg:q} --image={params.image:q} "
         "--out {params.out:q} > {log:q} 2>&1"

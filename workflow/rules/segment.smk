@@ -22,10 +22,10 @@ rule segment:
         gpu=1 if DEVICE.startswith("cuda") else 0,
     params:
         subjects=lambda wildcards: BATCHES[wildcards.batch],
-        images=lambda wildcards: [IMAGES[s] or "" for s in BATCHES[wildcards.batch]],
+        images=lambda wildcards: [IMAGES[s] or "-" for s in BATCHES[wildcards.batch]],
         semantics=lambda wildcards: (
             ["--semantics"]
-            + [SEMANTICS.get(s) or "" for s in BATCHES[wildcards.batch]]
+            + [SEMANTICS.get(s) or "-" for s in BATCHES[wildcards.batch]]
             if METHOD == "ground_truth"
             else []
         ),
@@ -35,7 +35,7 @@ rule segment:
         batch_size=SEG.get("batch_size", 16),
     shell:
         "python -m spinecensus.cohort segment --out {output:q} --method {params.method} "
-        "--weights {params.weights:q} --device {params.device} "
+        "--weights={params.weights:q} --device {params.device} "
         "--batch-size {params.batch_size} --threads {threads} "
         "--subjects {params.subjects:q} --images {params.images:q} {params.semantics:q} "
         "> {log:q} 2>&1"
