@@ -6,22 +6,20 @@ them every test here is skipped with the reason; with them a failure to start is
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cluster import ClusterUnavailable, SlurmCluster, running_cluster, unavailable_reason  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+from slurm_cluster import (  # noqa: E402
+    SNAKEMAKE,
+    ClusterUnavailable,
+    SlurmCluster,
+    running_cluster,
+    unavailable_reason,
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -56,43 +54,3 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
         if "not started by this fixture" in str(err):
             pytest.skip(f"SLURM test: {err}")
         raise
-
-
-@dataclass
-class Run:
-    """Outcome of one snakemake call."""
-
-    returncode: int
-    output: str
-    seconds: float
-
-
-def run_snakemake(args: list[str], cwd: Path, timeout_s: float, log: Path) -> Run:
-    """Run snakemake in its own process group; on timeout kill the whole group (jobs included).
-
-    The main snakemake spawns sbatch/squeue children; killing only the parent would leave them,
-    so the group is killed. SLURM jobs it submitted are cancelled by the caller via scancel.
-    """
-    env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
-               PATH=f"{SNAKEMAKE.parent}:{os.environ.get('PATH', '')}")
-    t0 = time.monotonic()
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([str(SNAKEMAKE), *args], cwd=cwd, stdout=fh,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        try:
-            rc = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            rc = -9
-    out = log.read_text(errors="replace")
-    if rc == -9:
-        out += f"\n[test] snakemake killed after {timeout_s}s hard timeout\n"
-    return Run(rc, out, time.monotonic() - t0)
-
-
-def scancel_workdir(cluster: SlurmCluster, workdir: Path) -> None:
-    """Cancel still-queued/running jobs of `workdir` (after a timeout) so they do not linger."""
-    ids = [j["id"] for j in cluster.jobs(workdir) if j["state"] in ("PENDING", "RUNNING")]
-    if ids:
-        subprocess.run(["scancel", *ids], capture_output=True, timeout=30)

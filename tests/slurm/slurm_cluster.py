@@ -31,18 +31,23 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
 PACKAGES = ("munge", "slurm-wlm", "slurm-client", "slurmctld", "slurmd")
 ETC = Path("/etc/slurm")
 CONFIG_FILES = ("slurm.conf", "gres.conf", "job_submit.lua")
-MARKER = "# spinecensus test cluster (tests/slurm/cluster.py)"
+MARKER = "# spinecensus test cluster (tests/slurm/slurm_cluster.py)"
 LOCK = Path("/run/spinecensus-slurm-test.lock")
 FAKE_GPU_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 DAEMON_PIDFILES = {
@@ -406,3 +411,43 @@ def running_cluster(state_dir: Path, **kwargs: object) -> Iterator[SlurmCluster]
             yield cluster
         finally:
             cluster.stop()
+
+
+@dataclass
+class Run:
+    """Outcome of one snakemake call."""
+
+    returncode: int
+    output: str
+    seconds: float
+
+
+def run_snakemake(args: list[str], cwd: Path, timeout_s: float, log: Path) -> Run:
+    """Run snakemake in its own process group; on timeout kill the whole group (jobs included).
+
+    The main snakemake spawns sbatch/squeue children; killing only the parent would leave them,
+    so the group is killed. SLURM jobs it submitted are cancelled by the caller via scancel.
+    """
+    env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+               PATH=f"{SNAKEMAKE.parent}:{os.environ.get('PATH', '')}")
+    t0 = time.monotonic()
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([str(SNAKEMAKE), *args], cwd=cwd, stdout=fh,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            rc = -9
+    out = log.read_text(errors="replace")
+    if rc == -9:
+        out += f"\n[test] snakemake killed after {timeout_s}s hard timeout\n"
+    return Run(rc, out, time.monotonic() - t0)
+
+
+def scancel_workdir(cluster: SlurmCluster, workdir: Path) -> None:
+    """Cancel still-queued/running jobs of `workdir` (after a timeout) so they do not linger."""
+    ids = [j["id"] for j in cluster.jobs(workdir) if j["state"] in ("PENDING", "RUNNING")]
+    if ids:
+        subprocess.run(["scancel", *ids], capture_output=True, timeout=30)
