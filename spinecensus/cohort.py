@@ -316,7 +316,8 @@ def segment_batch(
     timings (seconds): process age at start, model load, per-subject read/inference/write.
     Returns the ``batch.json`` content.
     """
-    from spinecensus.io import load_mask, load_scan, save_like
+    from spinecensus.checks import load_checked
+    from spinecensus.io import load_mask, save_like
 
     started = time.perf_counter()
     age_at_start = _process_age_s()
@@ -345,7 +346,8 @@ def segment_batch(
         try:
             if not images[i]:
                 raise InputError(None, "no image path in the sample sheet")
-            scan = load_scan(images[i])
+            # io validation + plausibility checks (spacing, sagittal axis, size)
+            scan = load_checked(images[i])
             t1 = time.perf_counter()
             if model is not None:
                 semantic = model.predict(scan.data, scan.spacing_mm)
