@@ -513,6 +513,14 @@ def analyse_subject(
         t0 = time.perf_counter()
         analysis = pipeline.analyse_semantic(np.asarray(sem.data), sem)
         compute_s = time.perf_counter() - t0
+        if analysis.split.n_instances == 0:
+            # nothing found (a non-spine image, an empty segmentation): no result to
+            # tabulate, so it is a per-subject failure listed in failures.parquet
+            raise InputError(
+                image or sem_path,
+                f"{analysis.split.invalid_reason}; no vertebrae or discs found "
+                "(not a spine MRI, or the segmentation found nothing)",
+            )
         pipeline.write_subject_outputs(analysis, sem, out)
         _link_or_copy(sem_path, out / "semantic.nii.gz")
         inst, names = _analysis_arrays(analysis, out)
