@@ -207,10 +207,14 @@ def _order_along_curve(c: np.ndarray, cranial: np.ndarray) -> np.ndarray:
 
 
 def _orient_normals(
-    c: np.ndarray, n: np.ndarray, flat: np.ndarray, cranial: np.ndarray
+    c: np.ndarray, n: np.ndarray, trusted: np.ndarray, cranial: np.ndarray
 ) -> np.ndarray:
-    """Flip normals (ordered discs) to point caudally along the local curve tangent;
-    non-flat discs (no reliable thinnest direction) take the tangent itself."""
+    """Flip normals (ordered discs) to point caudally along the local curve tangent.
+
+    Untrusted discs (not flat, or truncated by the field of view, whose thinnest
+    direction is then the cut rather than the disc) take the normal of the nearest
+    trusted disc in the order, or the curve tangent when there is none.
+    """
     k = len(c)
     if k == 1:
         tangent = -cranial[None, :]
@@ -219,10 +223,18 @@ def _orient_normals(
         prv = np.concatenate([c[:1], c[:-1]])
         tangent = nxt - prv
     tangent = tangent / np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-12)
-    n = np.where(flat[:, None], n, tangent)
     sign = np.sign((n * tangent).sum(1))
     sign[sign == 0] = 1.0
-    return n * sign[:, None]
+    n = n * sign[:, None]
+    good = np.flatnonzero(trusted)
+    if good.size == 0:
+        return tangent
+    bad = np.flatnonzero(~trusted)
+    if bad.size:
+        nearest = good[np.argmin(np.abs(bad[:, None] - good[None, :]), axis=1)]
+        n = n.copy()
+        n[bad] = n[nearest]
+    return n
 
 
 def _assign_slabs(v_mm: np.ndarray, c: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, int]:
@@ -337,6 +349,14 @@ def split_instances(
     # centre coordinates on the box so float32 mm values keep sub-micron precision
     centre = (np.array(crop.shape, dtype=np.float64) - 1) / 2.0
 
+    def on_border(idx: tuple[np.ndarray, ...]) -> np.ndarray:
+        """(M, 3) bool: voxel on the array's outer faces across axis a (cut by the FOV)."""
+        hit = np.zeros((len(idx[0]), 3), dtype=bool)
+        for a in range(3):
+            g = idx[a] + box[a].start
+            hit[:, a] = (g == 0) | (g == sem.shape[a] - 1)
+        return hit
+
     def to_mm(idx: tuple[np.ndarray, ...]) -> np.ndarray:
         out = np.empty((len(idx[0]), 3), dtype=np.float32)
         for a in range(3):
@@ -354,7 +374,17 @@ def split_instances(
     if min_disc_voxels is None:
         big = cnt[cnt >= fragment_voxels]
         min_disc_voxels = int(max(fragment_voxels, 0.1 * np.median(big))) if big.size else 0
-    keep = cnt >= max(min_disc_voxels, 1)
+    # a component on an array face across its own thin direction is a disc cut by the
+    # field of view (its thinnest direction is then the cut), not a stray fragment: kept
+    # from ``fragment_voxels // 5`` voxels on, its plane borrows a neighbour's normal.  Touching the
+    # lateral faces (sagittal slices) does not count: the face is then along the disc.
+    d_border = on_border(d_idx)
+    border_ax = np.stack(
+        [np.bincount(d_lab[d_border[:, a]], minlength=n_cc) > 0 for a in range(3)], axis=1
+    )
+    _, own_n, _, _ = _planes(cnt, s1, s2, sp)
+    cut = np.any(border_ax & (np.abs(own_n) > 0.5), axis=1)
+    keep = (cnt >= max(min_disc_voxels, 1)) | (cut & (cnt >= max(2, fragment_voxels // 5)))
     if not np.any(keep):
         return _empty_result(sem.shape, spacing3, UNSPLITTABLE_NO_DISCS + " (only fragments)")
     # group id per component: kept components are discs; merging may join groups later
@@ -373,13 +403,15 @@ def split_instances(
         g_s1 = np.stack([np.bincount(group[sel], s1[sel, a], minlength=ng) for a in range(3)], 1)
         g_s2 = np.zeros((ng, 3, 3))
         np.add.at(g_s2, group[sel], s2[sel])
+        g_cut = np.bincount(group[sel], cut[sel], minlength=ng) > 0
         c, n, sd_n, flat = _planes(g_cnt, g_s1, g_s2, sp)
         order = _order_along_curve(c, cranial)
-        c, n, sd_n, g_cnt, flat = c[order], n[order], sd_n[order], g_cnt[order], flat[order]
+        c, n, sd_n, g_cnt = c[order], n[order], sd_n[order], g_cnt[order]
+        trusted = (flat & ~g_cut)[order]
         rank = np.empty(ng, dtype=np.intp)
         rank[order] = np.arange(ng)
         group[sel] = rank[group[sel]]  # groups now numbered cranio-caudally
-        n = _orient_normals(c, n, flat, cranial)
+        n = _orient_normals(c, n, trusted, cranial)
         k = ng
         if n_vox_v:
             slab, n_bad = _assign_slabs(v_mm, c, n)
@@ -398,13 +430,21 @@ def split_instances(
         group[group == s] = s - 1
         group[group > s] -= 1
 
-    # tiny end slabs (stray voxels above the first / below the last disc) are no vertebra
-    end_min = max(fragment_voxels, 1)
+    # tiny end slabs (under ``fragment_voxels``: stray voxels above the first / below the
+    # last disc) are no vertebra, unless they lie on the array border *and* reach beyond
+    # the end disc's far surface (half its thickness past the plane): then they are a
+    # vertebra cut by the FOV.  Voxels just past the plane are the near-side vertebra
+    # leaking across a slightly mis-tilted plane (e.g. of a disc itself cut by the FOV).
+    v_border = on_border(v_idx).any(axis=1) if n_vox_v else np.zeros(0, dtype=bool)
     if n_vox_v:
-        if slab_cnt[0] and slab_cnt[0] < end_min and k >= 1:
-            slab[slab == 0] = 1
-        if slab_cnt[k] and slab_cnt[k] < end_min and k >= 1:
-            slab[slab == k] = k - 1
+        for end, into, disc in ((0, 1, 0), (k, k - 1, k - 1)):
+            if not 0 < slab_cnt[end] < fragment_voxels:
+                continue
+            sel_end = slab == end
+            depth = np.abs((v_mm[sel_end] - c[disc]) @ n[disc]).max()
+            real = v_border[sel_end].any() and depth > 2.0 * sd_n[disc]
+            if not real:
+                slab[sel_end] = into
         slab_cnt = np.bincount(slab, minlength=k + 1)
 
     # --- 6. instance ids: V0? D0 V1? D1 ... D(K-1) VK? ------------------------------------
@@ -452,7 +492,9 @@ def split_instances(
         for j in range(k)
     ]
 
-    reasons = _validity(inst_crop, kinds, fragment_voxels, min_contact_faces)
+    # the end vertebrae may be cut by the FOV: their pieces are not judged when on the border
+    border_ids = set(np.unique(ids_v[v_border]).tolist()) & {1, n_inst} if n_vox_v else set()
+    reasons = _validity(inst_crop, kinds, fragment_voxels, min_contact_faces, border_ids)
     if n_bad > max(fragment_voxels, 0.001 * max(n_vox_v, 1)):
         reasons.append(f"{n_bad} vertebra voxels lie beyond a neighbouring disc plane")
     return SplitResult(
@@ -470,7 +512,11 @@ def split_instances(
 
 
 def _validity(
-    inst: np.ndarray, kinds: list[str], fragment_voxels: int, min_contact_faces: int
+    inst: np.ndarray,
+    kinds: list[str],
+    fragment_voxels: int,
+    min_contact_faces: int,
+    exempt: set[int] | frozenset[int] = frozenset(),
 ) -> list[str]:
     """Reasons why the split is invalid in the thesis's sense (empty list = valid)."""
     reasons: list[str] = []
@@ -493,6 +539,8 @@ def _validity(
         real = (sizes >= fragment_voxels) & (np.arange(n_comp + 1) > 0)
         pieces = np.bincount(owner[real], minlength=n + 1)
         for i in np.flatnonzero(pieces > 1):
+            if int(i) in exempt:
+                continue
             reasons.append(f"vertebra instance {int(i)} is in {int(pieces[i])} pieces")
     # discs touching non-adjacent vertebrae: 6-neighbour face contacts, three shifts
     m = n + 1
