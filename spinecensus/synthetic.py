@@ -157,7 +157,7 @@ def _disc_height(upper: str, lower: str) -> float:
 # Tissue classes of the intensity model (index into the per-subject intensity table).
 AIR, FAT, MUSCLE, MARROW, CORTEX, NUCLEUS, ANNULUS, CSF, CORD, BRAIN, CEREBELLUM = range(11)
 LIVER, KIDNEY, LUNG, FLOWVOID, HEART, BOWEL, FLUID, LIGAMENT, POSTBONE, RUDIMENT = range(11, 21)
-SPLEEN, EPIFAT, N_TISSUES = 21, 22, 23
+SPLEEN, EPIFAT, VISCERA, N_TISSUES = 21, 22, 23, 24
 
 # Nominal T2 (fast spin echo) intensities on an arbitrary 0..1000 scale, chosen so that a
 # mid-sagittal slice resembles the public T2 lumbar scans in ../shared/data/real (VB2, IVD):
@@ -187,6 +187,7 @@ _T2: dict[int, float] = {
     RUDIMENT: 560.0,
     SPLEEN: 380.0,
     EPIFAT: 600.0,
+    VISCERA: 330.0,
 }
 
 
@@ -803,12 +804,13 @@ def generate_subject(
     a = _Anchors(plan, cl, 0.0)
     lumbar = [n for n in names if labels.is_vertebra(n) and n.startswith("L")]
     sk_s = [
-        -40.0, a.s("C2"), a.s("C5"), a.s("T1"), a.s("T4"), a.s("T8"), a.s("T12"),
+        -160.0, -40.0, a.s("C2"), a.s("C5"), a.s("T1"), a.s("T4"), a.s("T8"), a.s("T12"),
         a.s(lumbar[len(lumbar) // 2]), a.s("S1", 0.0), a.s("S1", 1.0), plan.s_bottom + 40.0,
     ]  # fmt: skip
-    post = np.array([70, 70, 60, 55, 55, 52, 60, 72, 60, 45, 45], float) * girth + fat_p - 15
-    ant = np.array([95, 85, 70, 90, 150, 175, 185, 195, 190, 150, 140], float) * girth + fat_a - 15
-    ss = np.arange(-40.0, plan.s_bottom + 40.0, 2.0)
+    post = np.array([95, 70, 70, 60, 55, 55, 52, 60, 72, 60, 45, 45], float) * girth + fat_p - 15
+    ant = np.array([110, 95, 85, 70, 90, 150, 175, 185, 195, 190, 150, 140], float) * girth
+    ant += fat_a - 15
+    ss = np.arange(-160.0, plan.s_bottom + 40.0, 2.0)
     cy, cz, cth = cl.at(ss)
     pw = np.interp(ss, sk_s, post)
     aw = np.interp(ss, sk_s, ant)
@@ -842,11 +844,20 @@ def generate_subject(
 
     zp = row_curve(post_y, post_z)
     za = row_curve(ant_y, ant_z)
-    trunk_top = float(cl.at(-10.0)[0])
     inside = (z[None, :] >= za[:, None]) & (z[None, :] <= zp[:, None])
-    inside &= (y >= trunk_top - 20.0)[:, None]
     fat2d = inside & ((z[None, :] < za[:, None] + fat_a) | (z[None, :] > zp[:, None] - fat_p))
+    # compartment in front of the column (beyond the bodies' anterior surfaces): mediastinum
+    # in the thorax, viscera (bowel, mesenteric fat) in the abdomen and pelvis
+    s_row = np.interp(y, cl.y, cl.s)
+    zc_row, th_row = np.interp(y, cl.y, cl.z), np.interp(y, cl.y, cl.theta)
+    dep_row = np.interp(s_row, [plan.centre_s[n] for n in labels.vertebrae(anomaly)],
+                        [plan.depth.get(n, 30.0) for n in labels.vertebrae(anomaly)])  # fmt: skip
+    front_row = zc_row - (dep_row + 6.0 * scale) / np.maximum(np.cos(th_row), 0.5)
+    anterior = inside & ~fat2d & (z[None, :] < front_row[:, None])
+    s_t1, s_t11 = plan.centre_s["T1"], plan.centre_s["T11"]
+    comp = np.where(s_row < s_t1, MUSCLE, np.where(s_row < s_t11, HEART, VISCERA))
     soft = np.where(fat2d, FAT, np.where(inside, MUSCLE, AIR)).astype(np.uint8)
+    soft = np.where(anterior, comp[:, None], soft).astype(np.uint8)
     tissue[:] = soft[None]
 
     # ---- landmarks (ellipsoids attached to named levels) ------------------------------
@@ -861,7 +872,7 @@ def generate_subject(
     kind_of_id[1:] = np.where(vert_ids, 1, 2)
     disc_age = _disc_degeneration(names, age, r_anat)
     spinous = _spinous_specs(plan, prof, scale)
-    band_rows = 48
+    band_rows = max(16, int(120.0 / sy))  # bands of ~120 mm: few, but with narrow AP extent
     s_rows, _ = cl.project(y, np.interp(y, cl.y, cl.z))
     for j0 in range(0, ny, band_rows):
         j1 = min(ny, j0 + band_rows)
@@ -879,7 +890,7 @@ def generate_subject(
         ok = np.abs(vb) < 90.0
         _paint_column_band(
             tissue[:, j0:j1, k0:k1], inst[:, j0:j1, k0:k1], sb, vb, ok, x - x_mid,
-            tilt, prof, spinous, scale, plan.s_bottom / 2,
+            tilt, prof, spinous, scale, plan.s_bottom / 2, age >= 30,
         )  # fmt: skip
     sem = kind_of_id[inst]
 
@@ -927,12 +938,12 @@ def _spinous_specs(plan: _Plan, prof: _Profile, scale: float) -> list[tuple[floa
         n = int(g.name[1:])
         if reg == "C":
             length = {2: 28.0, 7: 34.0}.get(n, 20.0)
-            ang, thick, hw = 25.0, 7.0, 4.0
+            ang, thick, hw = 25.0, 7.0, 4.5
         elif reg == "T":
-            length, thick, hw = 34.0, 8.0, 4.0
+            length, thick, hw = 34.0, 8.0, 5.0
             ang = 35.0 + 25.0 * math.sin(math.pi * min(n, 11) / 12.0)
         else:
-            length, ang, thick, hw = 28.0, 12.0, 17.0, 5.0
+            length, ang, thick, hw = 28.0, 12.0, 17.0, 7.0
         length, thick, hw = length * scale, thick * scale, hw * scale
         s_root = g.s0 + 0.55 * (g.s1 - g.s0)
         i = prof.idx(np.array([s_root]))[0]
@@ -954,8 +965,8 @@ def _spinous_specs(plan: _Plan, prof: _Profile, scale: float) -> list[tuple[floa
 def _paint_column_band(
     tis: np.ndarray,
     inst: np.ndarray,
-    s: np.ndarray,
-    v: np.ndarray,
+    s2: np.ndarray,
+    v2: np.ndarray,
     ok: np.ndarray,
     xrel: np.ndarray,
     tilt: float,
@@ -963,79 +974,107 @@ def _paint_column_band(
     spinous: list[tuple[float, ...]],
     scale: float,
     s_mid: float,
+    cleft: bool,
 ) -> None:
-    """Paint canal, posterior elements and the labelled column into a band (views)."""
-    i = p.idx(s)
+    """Paint canal, posterior elements and the labelled column into a band of rows.
+
+    ``tis``/``inst`` are (slices, rows, cols) views of the band, ``s2``/``v2`` the spine-frame
+    coordinates of its (rows, cols) pixels.  Only pixels whose spine-frame position can
+    hold a structure are processed, gathered into (slices, P) arrays, so the cost scales
+    with the column's area, not the band's.
+    """
+    i2 = p.idx(s2)
+    # spinous processes: 2-D ellipses in the (s, v) plane; value = lateral half width,
+    # negative inside the cortical rim (marrow core)
+    sp2 = np.zeros(s2.shape)
+    s_lo, s_hi = float(s2.min()), float(s2.max())
+    for sc, vcen, hl, ht, ang, hw in spinous:
+        if sc + hl < s_lo or sc - hl > s_hi:
+            continue
+        ds_, dv_ = s2 - sc, v2 - vcen
+        along = dv_ * math.cos(ang) + ds_ * math.sin(ang)
+        perp = -dv_ * math.sin(ang) + ds_ * math.cos(ang)
+        qq = (along / hl) ** 2 + (perp / ht) ** 2
+        sp2[ok & (qq <= 1.0)] = hw
+        rim = 1.5 * scale
+        core = (along / max(hl - rim, 1.0)) ** 2 + (perp / max(ht - rim, 1.0)) ** 2
+        sp2[ok & (core <= 1.0)] = -hw
+    # pixels that can hold a structure: inside the column's AP extent, or the canal + arch
+    col_rel = (p.kind[i2] > 0) & (v2 >= p.front[i2] - 0.5) & (v2 <= p.back[i2] + 0.5)
+    can_rel = (p.can_ap[i2] > 0) & (v2 >= 0.0) & (v2 <= p.can_ap[i2] + p.lam[i2] + 2.0 * scale)
+    relevant = (ok & (col_rel | can_rel)) | (sp2 != 0)
+    pj, pk = np.nonzero(relevant)
+    if pj.size == 0:
+        return
+    s, v, i, sp = s2[pj, pk], v2[pj, pk], i2[pj, pk], sp2[pj, pk]
+    T = tis[:, pj, pk]  # gathered copies (slices, P), written back at the end
+    L = inst[:, pj, pk]
     # lateral distance from the spine's (slightly tilted) midsagittal plane
-    w = xrel[:, None, None] - (tilt * (s - s_mid))[None]
+    w = xrel[:, None] - (tilt * (s - s_mid))[None]
+    aw = np.abs(w)
     w2 = w * w
     gap = 1.5 * scale  # posterior longitudinal ligament / epidural space in front of the sac
-    # bony canal (epidural fat) and thecal sac (CSF), cord
+    # bony canal (epidural fat), thecal sac (CSF), cord
     can_ap, can_w = p.can_ap[i], p.can_w[i]
-    has_can = ok & (can_ap > 0)
+    has_can = can_ap > 0
     vc = gap + can_ap / 2
     qv = np.where(has_can, ((v - vc) / np.maximum(can_ap / 2, 1e-3)) ** 2, 9.0)
-    inv_w = 1.0 / np.maximum(can_w / 2, 1e-3) ** 2
-    q_can = qv[None] + w2 * inv_w[None]
-    # posterior arch: ring around the bony canal
+    q_can = qv[None] + w2 / (np.maximum(can_w / 2, 1e-3) ** 2)[None]
+    # ring around the bony canal: pedicles + laminae + articular pillars (wider laterally)
+    # where the arch is present; intervertebral foramina (fat) between the arches
     lam = p.lam[i]
-    arch2d = has_can & p.arch[i]
-    qv_o = np.where(arch2d, ((v - vc) / np.maximum(can_ap / 2 + lam, 1e-3)) ** 2, 9.0)
-    q_out = qv_o[None] + w2 / (np.maximum(can_w / 2 + lam, 1e-3) ** 2)[None]
+    qv_o = np.where(has_can, ((v - vc) / np.maximum(can_ap / 2 + lam, 1e-3)) ** 2, 9.0)
+    q_out = qv_o[None] + w2 / (np.maximum(can_w / 2 + lam + 5.0 * scale, 1e-3) ** 2)[None]
     ring = (q_out <= 1.0) & (q_can > 1.0) & (v > 0.0)[None]
-    tis[ring] = POSTBONE
-    in_can = q_can <= 1.0
-    tis[in_can] = EPIFAT
+    arch = p.arch[i][None]
+    T[ring & arch] = POSTBONE
+    T[ring & ~arch] = EPIFAT
+    T[q_can <= 1.0] = EPIFAT
     sac_ap, sac_w = p.sac_ap[i], p.sac_w[i]
     has_sac = has_can & (sac_ap > 0)
     vs = gap + 1.0 * scale + sac_ap / 2
     qs = np.where(has_sac, ((v - vs) / np.maximum(sac_ap / 2, 1e-3)) ** 2, 9.0)
-    in_sac = (qs[None] + w2 / np.maximum(sac_w / 2, 1e-3)[None] ** 2) <= 1.0
-    tis[in_sac] = CSF
+    T[(qs[None] + w2 / (np.maximum(sac_w / 2, 1e-3) ** 2)[None]) <= 1.0] = CSF
     cord_ap, cord_w = p.cord_ap[i], p.cord_w[i]
     has_cord = has_sac & (cord_ap > 0.5)
     qc = np.where(has_cord, ((v - vs) / np.maximum(cord_ap / 2, 1e-3)) ** 2, 9.0)
-    in_cord = (qc[None] + w2 / np.maximum(cord_w / 2, 1e-3)[None] ** 2) <= 1.0
-    tis[in_cord] = CORD
-    # spinous processes (2-D ellipses in the (s, v) plane, thin laterally)
-    sp_hw = np.zeros(s.shape)
-    for sc, vcen, hl, ht, ang, hw in spinous:
-        ds_, dv_ = s - sc, v - vcen
-        along = dv_ * math.cos(ang) + ds_ * math.sin(ang)
-        perp = -dv_ * math.sin(ang) + ds_ * math.cos(ang)
-        sel = ok & ((along / hl) ** 2 + (perp / ht) ** 2 <= 1.0)
-        sp_hw[sel] = hw
-    tis[(np.abs(w) <= sp_hw[None]) & (sp_hw > 0)[None]] = POSTBONE
-    # coccyx (imaged bone, unlabelled) and the labelled column
+    T[(qc[None] + w2 / (np.maximum(cord_w / 2, 1e-3) ** 2)[None]) <= 1.0] = CORD
+    # spinous processes: cortical rim, marrow core
+    asp = np.abs(sp)[None]
+    T[(sp != 0)[None] & (aw <= asp)] = CORTEX
+    T[(sp < 0)[None] & (aw <= asp - 1.2 * scale)] = POSTBONE
+    # the column: coccyx (imaged bone, unlabelled), labelled bodies and discs
     kind = p.kind[i]
-    front, back = p.front[i], p.back[i]
-    col2d = ok & (kind > 0)
+    front, back, halfw = p.front[i], p.back[i], p.halfw[i]
     a = np.maximum((back - front) / 2, 1e-3)
     v0 = (back + front) / 2
-    qa = np.where(col2d, np.abs((v - v0) / a) ** 2.5, 9.0)
-    q = qa[None] + w2 / np.maximum(p.halfw[i], 1e-3)[None] ** 2
+    qa = np.where(kind > 0, np.abs((v - v0) / a) ** 2.5, 9.0)
+    q = qa[None] + w2 / (np.maximum(halfw, 1e-3) ** 2)[None]
     incol = q <= 1.0
-    cocc = incol & (kind == 4)[None]
-    tis[cocc] = MARROW
+    T[incol & (kind == 4)[None]] = MARROW
     lab = incol & (p.sid[i] > 0)[None]
     # disc vs body with concave endplates: disc where |s - m| <= h + c (1 - q)
-    dist = np.abs(s - p.d_m[i])[None] - p.d_h[i][None] - p.d_c[i][None] * (1.0 - q)
+    d_m, d_h = p.d_m[i], p.d_h[i]
+    dist = (np.abs(s - d_m) - d_h)[None] - p.d_c[i][None] * (1.0 - q)
     is_disc = lab & (dist <= 0.0) & (kind != 5)[None]
-    above = (s < p.d_m[i])[None]
-    ids = np.where(is_disc, p.d_id[i][None], np.where(above, p.up_id[i][None], p.dn_id[i][None]))
+    ids = np.where(is_disc, p.d_id[i][None], np.where(s < d_m, p.up_id[i], p.dn_id[i])[None])
     # the dens and sacral rudiments keep their base id (C2 / sacrum)
-    keep = np.isin(kind, (3, 5))[None]
-    ids = np.where(keep, p.sid[i][None], ids)
-    inst[lab] = ids[lab]
-    # tissues: endplate / lateral cortex, marrow, nucleus, annulus, sacral rudiments
+    ids = np.where(np.isin(kind, (3, 5))[None], p.sid[i][None], ids)
+    L[lab] = ids[lab]
+    # tissues: cortex (~1.2 mm shell incl. endplates), marrow, annulus, nucleus, rudiments
     body = lab & ~is_disc
-    cortex = body & ((dist <= 1.2 * scale) | (q > 0.8))
-    tis[body] = MARROW
-    tis[cortex] = CORTEX
-    tis[body & (kind == 3)[None] & (q < 0.7)] = RUDIMENT
-    nucleus = is_disc & (q < 0.45) & (dist <= -0.25 * p.d_h[i][None])
-    tis[is_disc] = ANNULUS
-    tis[nucleus] = NUCLEUS
+    q_cort = (1.0 - 1.2 * scale / np.maximum(np.minimum(a, halfw), 1.5)) ** 2
+    cortex = body & ((dist <= 1.2 * scale) | (q > q_cort[None]))
+    T[body] = MARROW
+    T[cortex] = CORTEX
+    T[body & (kind == 3)[None] & (q < 0.7)] = RUDIMENT
+    nucleus = is_disc & (q < 0.4) & (dist <= -0.3 * d_h[None])
+    T[is_disc] = ANNULUS
+    T[nucleus] = NUCLEUS
+    if cleft:  # intranuclear cleft: a thin dark band in adult nuclei
+        T[nucleus & (np.abs(s - d_m) < 0.6 * scale)[None]] = ANNULUS
+    tis[:, pj, pk] = T
+    inst[:, pj, pk] = L
 
 
 def _paint_landmarks(
@@ -1082,12 +1121,26 @@ def _paint_landmarks(
     put_s(-9 * sc, -c2d - 4 * sc, 0.0, (6 * sc, 4 * sc, 12 * sc), MARROW, shell=(1.5, CORTEX))
     put_s(-7 * sc, 31 * sc, 0.0, (6 * sc, 5 * sc, 20 * sc), MARROW, shell=(1.5, CORTEX))
     # airway: pharynx -> trachea down to the carina at ~T4 (dark air column)
-    for lev, extra in (("C3", 14), ("C5", 16), ("C7", 20), ("T2", 22), ("T3", 24)):
-        put(lev, 0.5, -dep[lev] - extra * sc, 0.0, (22 * sc, 7 * sc, 8 * sc), AIR)
+    airway = ("C2", "C3", "C4", "C5", "C6", "C7", "T1", "T2", "T3")
+    for k, lev in enumerate(airway):
+        extra = (16.0 + 1.2 * k) * sc
+        put(lev, 0.5, -dep[lev] - extra, 0.0, (16 * sc, 7 * sc, 8 * sc), AIR)
     # sternum (manubrium at T2-T3, body to T9) just behind the anterior chest wall
     for lev in ("T3", "T5", "T7", "T9"):
         dv = -(135 if lev == "T3" else 160) * g
         put(lev, 0.5, dv, 0.0, (28 * sc, 6 * sc, 18 * sc), MARROW, shell=(1.5, CORTEX))
+    lum = [n for n in plan.names if labels.is_vertebra(n) and n.startswith("L")]
+    # bowel loops and mesenteric fat packing the abdomen and pelvis in front of the lumbar
+    # spine and sacrum (mixed fluid, wall, fat and some gas): heterogeneous like real scans
+    gut = [*lum[1:], "S1"]
+    for _ in range(40):
+        lev = gut[int(rng.integers(0, len(gut)))]
+        dv = -dep[lev] - rng.uniform(28, 150) * g
+        val = (BOWEL, BOWEL, FLUID, FAT, FAT, AIR)[int(rng.integers(0, 6))]
+        r = rng.uniform(8, 24) * sc * (0.5 if val == AIR else 1.0)
+        semi = (r * rng.uniform(0.7, 1.3), r * rng.uniform(0.7, 1.3), r * rng.uniform(0.8, 1.5))
+        frac = rng.uniform(0, 1) if lev != "S1" else rng.uniform(0, 0.5)
+        put(lev, frac, dv, rng.uniform(-45, 45), semi, val, dth=rng.uniform(-90, 90))
     # lungs (lateral, dark), heart (anterior, intermediate), aortic arch and aorta
     for side in (-1.0, 1.0):
         put("T6", 0.5, -70 * g, side * 68 * jit(), (125 * sc, 75 * g, 58 * sc), LUNG)
@@ -1101,18 +1154,9 @@ def _paint_landmarks(
     for side, lev in ((-1.0, "L1"), (1.0, "L1")):
         frac = 0.2 if side < 0 else 0.9  # the right kidney sits a little lower
         put(lev, frac, -dep[lev] * 0.4, side * 58 * jit(), (55 * sc, 25 * sc, 28 * sc), KIDNEY)
-    lum = [n for n in plan.names if labels.is_vertebra(n) and n.startswith("L")]
     for side in (-1.0, 1.0):
         put(lum[len(lum) // 2], 0.5, -dep[lum[2]] * 0.55, side * 30.0,
             (90 * sc, 16 * sc, 14 * sc), MUSCLE)  # fmt: skip
-    # bowel loops anterior to the lumbar spine (mixed fluid, wall and gas)
-    for k in range(7):
-        lev = lum[int(rng.integers(1, len(lum)))]
-        dv = -dep[lev] - rng.uniform(35, 120) * g
-        val = (BOWEL, FLUID, BOWEL, AIR)[int(rng.integers(0, 4))]
-        r = rng.uniform(10, 22) * sc
-        put(lev, rng.uniform(0, 1), dv, rng.uniform(-30, 30), (r, r * 0.8, r), val)
-        _ = k
     # pelvis attaches to the sacrum: iliac wings (lateral, crest ~ L4-L5), bladder
     for side in (-1.0, 1.0):
         put("S1", 0.05, -25 * sc, side * 58 * jit(), (70 * sc, 45 * sc, 20 * sc), MARROW,
@@ -1161,6 +1205,11 @@ def _render(
         field += np.cos(math.pi * fy * yn + py) * np.cos(math.pi * fz * zn + pz)
     field = strength * field / 2.0 - float(rng.uniform(0.2, 0.6)) * (1.0 - zn)
     img *= np.exp(field + tex).astype(np.float32)[None]
+    # strong, finer texture in the viscera compartment (bowel content, mesenteric fat)
+    fine = rng.normal(0.0, 0.22, (max(2, ny // 7), max(2, nz // 7)))
+    fine = _fit2d(ndimage.zoom(fine, (ny / fine.shape[0], nz / fine.shape[1]), order=1), ny, nz)
+    visc = tissue == VISCERA
+    img[visc] *= np.exp(np.broadcast_to(fine.astype(np.float32)[None], img.shape)[visc])
     img *= np.exp(rng.uniform(-0.05, 0.05) * np.linspace(-1, 1, nx)).astype(np.float32)[
         :, None, None
     ]
