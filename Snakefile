@@ -34,3 +34,10 @@ rule all:
     input:
         rules.aggregate.output,
         rules.cohort_qc.output,
+
+
+onsuccess:
+    # end-of-run summary: analysed / failed subjects and every per-subject failure
+    _summary = cohort.run_summary(f"{RESULTS}/tables")
+    if _summary:
+        print(_summary)

@@ -139,14 +139,22 @@ def check_subject_ids(subjects: Sequence[Any], sheet: str | os.PathLike[str] = "
 
 def resolve_paths(df: Any, sheet: str | os.PathLike[str], columns=("image", "semantic")) -> Any:
     """Return a copy of ``df`` with path columns made absolute (relative to the sheet's folder)."""
+    import pandas as pd
+
     base = Path(sheet).resolve().parent
     out = df.copy()
     for col in columns:
         if col in out.columns:
-            out[col] = [
-                None if v is None or str(v) in ("", "<NA>", "nan") else str(base / str(v))
-                for v in out[col].tolist()
-            ]
+            # object dtype: pandas' string dtype would turn None back into NaN (a float),
+            # which breaks `path or ""` in the Snakefile for an empty cell
+            out[col] = pd.Series(
+                [
+                    None if v is None or str(v) in ("", "<NA>", "nan") else str(base / str(v))
+                    for v in out[col].tolist()
+                ],
+                index=out.index,
+                dtype=object,
+            )
     return out
 
 
@@ -605,6 +613,31 @@ def aggregate_cohort(
         config=config,
         extra_metadata=extra,
     )
+
+
+def run_summary(tables_dir: str | os.PathLike[str], max_listed: int = 20) -> str | None:
+    """The end-of-run summary: subjects analysed/failed and each failure (one line each).
+
+    Read from the cohort tables (``subjects.parquet``, ``failures.parquet``); ``None`` when
+    they do not exist (e.g. a run that stopped before the aggregate).
+    """
+    import pyarrow.parquet as pq
+
+    tdir = Path(tables_dir)
+    if not (tdir / "subjects.parquet").exists() or not (tdir / "failures.parquet").exists():
+        return None
+    n_subjects = pq.read_metadata(tdir / "subjects.parquet").num_rows
+    fails = pq.read_table(tdir / "failures.parquet").to_pylist()
+    lines = [
+        f"spinecensus: {n_subjects} subjects, {n_subjects - len(fails)} analysed, "
+        f"{len(fails)} failed" + (f" (listed in {tdir / 'failures.parquet'}):" if fails else ".")
+    ]
+    for row in fails[:max_listed]:
+        lines.append(f"  {row['subject']} [{row['rule']}]: {row['error']}")
+    if len(fails) > max_listed:
+        lines.append(f"  ... and {len(fails) - max_listed} more")
+    lines.append(f"Tables: {tdir}")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- CLI
