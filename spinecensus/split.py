@@ -237,8 +237,12 @@ def _orient_normals(
     return n
 
 
-def _assign_slabs(v_mm: np.ndarray, c: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, int]:
+def _assign_slabs(
+    v_mm: np.ndarray, c: np.ndarray, n: np.ndarray, offs: np.ndarray
+) -> tuple[np.ndarray, int]:
     """Slab index (0..K) of each vertebra voxel (M, 3 mm) for ordered discs (c, n).
+
+    Plane j is ``{x : x . n_j = offs_j}`` (``offs = c . n`` unless shifted).
 
     Slab s lies between disc s-1 and disc s (slab 0 above the first disc, slab K below
     the last).  One matrix product per chunk gives squared centroid distances and signed
@@ -249,7 +253,7 @@ def _assign_slabs(v_mm: np.ndarray, c: np.ndarray, n: np.ndarray) -> tuple[np.nd
     k = len(c)
     w = np.concatenate([c.T, n.T], axis=1).astype(np.float32)  # (3, 2K)
     c2 = (c.astype(np.float32) ** 2).sum(1)
-    offs = (c * n).sum(1).astype(np.float32)
+    offs = offs.astype(np.float32)
     out = np.empty(len(v_mm), dtype=np.int32)
     bad = 0
     ar_cache = np.arange(min(_CHUNK, len(v_mm)))
@@ -407,14 +411,32 @@ def split_instances(
         c, n, sd_n, flat = _planes(g_cnt, g_s1, g_s2, sp)
         order = _order_along_curve(c, cranial)
         c, n, sd_n, g_cnt = c[order], n[order], sd_n[order], g_cnt[order]
-        trusted = (flat & ~g_cut)[order]
+        k = ng
+        # an end disc cut by the FOV: on the border across its normal *and* under half its
+        # neighbour's size (a whole disc merely grazing the border keeps its own plane).
+        # Its thinnest direction is the cut and its centroid the visible part's, so it
+        # borrows a neighbour's normal and its plane goes to the sliver's outer edge (+ half
+        # a voxel): only voxels clearly beyond the visible disc form the cut vertebra there.
+        g_cut_o = g_cut[order].copy()
+        if k >= 2:
+            g_cut_o[0] &= g_cnt[0] < 0.5 * g_cnt[1]
+            g_cut_o[-1] &= g_cnt[-1] < 0.5 * g_cnt[-2]
+            g_cut_o[1:-1] = False
+        trusted = flat[order] & ~g_cut_o
         rank = np.empty(ng, dtype=np.intp)
         rank[order] = np.arange(ng)
         group[sel] = rank[group[sel]]  # groups now numbered cranio-caudally
         n = _orient_normals(c, n, trusted, cranial)
-        k = ng
+        offs = (c * n).sum(1)
+        half_vox = 0.5 * (np.abs(n) * sp[None, :]).sum(1)
+        gv = group[d_lab]
+        for j, outward in ((0, -1.0), (k - 1, 1.0)):
+            if g_cut_o[j]:
+                proj = d_mm[gv == j].astype(np.float64) @ n[j]
+                edge = proj.min() if outward < 0 else proj.max()
+                offs[j] = edge + outward * half_vox[j]
         if n_vox_v:
-            slab, n_bad = _assign_slabs(v_mm, c, n)
+            slab, n_bad = _assign_slabs(v_mm, c, n, offs)
             slab_cnt = np.bincount(slab, minlength=k + 1)
         else:
             slab, n_bad = np.zeros(0, dtype=np.int32), 0
