@@ -76,6 +76,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cc3d
 import nibabel as nib
 import numpy as np
 from nibabel import orientations as ornt
@@ -1290,9 +1291,11 @@ def crop_fov(
     such that exactly ``V`` vertebral bodies (the sacrum counts as one) lie entirely inside
     it.  Partial neighbours are allowed and kept (as in real small-FOV scans, the vertebra
     above/below and discs may be cut by the window edge): they stay in the masks with their
-    true names.  Instance ids are renumbered ``1..M`` in cranio-caudal order; ``id_to_name``
-    keeps the true anatomical names.  ``meta["whole_vertebrae"]`` lists the whole ones and
-    ``meta["crop_rows"]`` the row range.  The affine origin moves with the crop.
+    true names, each as one connected piece (windows that would cut a structure into
+    several pieces are redrawn).  Instance ids are renumbered ``1..M`` in cranio-caudal
+    order; ``id_to_name`` keeps the true anatomical names.  ``meta["whole_vertebrae"]``
+    lists the whole ones and ``meta["crop_rows"]`` the row range.  The affine origin moves
+    with the crop.
     """
     ids = sorted(subject.id_to_name)
     verts = [i for i in ids if labels.is_vertebra(subject.id_to_name[i])]
@@ -1319,12 +1322,19 @@ def crop_fov(
     r0_hi = lo[first]
     r1_lo = hi[last] + 1
     r1_hi = hi[next_v] if next_v is not None else ny
-    r0 = int(rng.integers(r0_lo, r0_hi + 1))
-    r1 = int(rng.integers(r1_lo, r1_hi + 1))
+    # a cut through a concave endplate can leave a partial neighbour in two pieces (rims
+    # either side of the disc dome, split further by the lateral FOV); such windows are
+    # redrawn, so every structure in the crop is one 26-connected piece, as every structure
+    # of the whole subject is (after 64 failed draws the last window is kept)
+    for _ in range(64):
+        r0 = int(rng.integers(r0_lo, r0_hi + 1))
+        r1 = int(rng.integers(r1_lo, r1_hi + 1))
+        inst = subject.instances[:, r0:r1]
+        present = np.unique(inst)
+        present = present[present > 0]
+        if int(cc3d.connected_components(inst, connectivity=26).max()) == present.size:
+            break
     sl = (slice(None), slice(r0, r1), slice(None))
-    inst = subject.instances[sl]
-    present = np.unique(inst)
-    present = present[present > 0]
     lut = np.zeros(int(subject.instances.max()) + 1, np.uint16)
     lut[present] = np.arange(1, present.size + 1, dtype=np.uint16)
     new_inst = lut[inst]

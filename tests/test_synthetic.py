@@ -228,6 +228,8 @@ def test_crop_fov_exact_whole_vertebrae(synthetic_tiny, v):
             # the crop is the same voxels: image rows match the full subject's rows
             r0, r1 = crop.meta["crop_rows"]
             assert np.array_equal(crop.image, full.image[:, r0:r1])
+            # every (partial) structure stays one connected piece
+            assert cc3d.connected_components(crop.instances, connectivity=26).max() == len(ids)
 
 
 def test_crop_fov_rejects_bad_count(synthetic_tiny):
