@@ -238,3 +238,13 @@ def test_label_with_model_decides_when_count_misses_the_sacrum():
     assert lab.decided_by == "model"
     assert lab.id_to_name == {i + 1: n for i, n in enumerate(names)}
     assert any(f.startswith("count_model_disagree") for f in lab.qc_flags)
+
+
+def test_count_labels_on_synthetic_subjects(synthetic_subjects):
+    """Synthetic subjects (tiny preset; normal, lumbarization, sacralization): GT semantic
+    mask -> split -> count labeling recovers every name and the anomaly."""
+    for s in synthetic_subjects:
+        lab = count_labels(split_instances(s.semantic, s.spacing_mm))
+        assert lab.id_to_name == s.id_to_name, s.subject
+        assert lab.transitional_status == s.anomaly, s.subject
+        assert lab.lumbar_count == labels.LUMBAR_COUNT[s.anomaly]

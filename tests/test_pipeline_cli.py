@@ -160,3 +160,19 @@ def test_analyse_semantic_with_model_log_probs(tmp_path, lumbarized):
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["n_instances"] == 49
     again = process_semantic(src, tmp_path / "o2")
     assert again.labeling.id_to_name == p.id_to_name
+
+
+def test_cli_split_on_synthetic_subject(tmp_path, synthetic_tiny):
+    """Synthetic sacralization subject as written by the generator (non-canonical stored
+    axes): CLI names every structure and reports the anomaly."""
+    s = synthetic_tiny["sacralization"][0]
+    _, sem_img, inst_img = s.to_nifti()
+    nib.save(sem_img, str(tmp_path / "semantic.nii.gz"))
+    assert main(["split", str(tmp_path / "semantic.nii.gz"), "--out", str(tmp_path / "o")]) == 0
+    names = json.loads((tmp_path / "o" / "labels.json").read_text())
+    assert names == {str(k): v for k, v in s.id_to_name.items()}
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["transitional_status"] == "sacralization" and summary["lumbar_count"] == 4
+    out = nib.load(str(tmp_path / "o" / "instances.nii.gz"))
+    assert np.array_equal(np.asarray(out.dataobj), np.asarray(inst_img.dataobj))
+    assert np.array_equal(out.affine, nib.load(str(tmp_path / "semantic.nii.gz")).affine)
