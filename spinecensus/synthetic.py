@@ -366,6 +366,7 @@ class _Plan:
     centre_s: dict[str, float]  # vertebra / disc name -> s of its middle
     extent_s: dict[str, tuple[float, float]]
     depth: dict[str, float]
+    width: dict[str, float]
     s_top: float
     s_bottom: float  # end of the coccyx
 
@@ -379,6 +380,7 @@ def _plan_levels(anomaly: str, rng: np.random.Generator, scale: float, cfg: Synt
     centre: dict[str, float] = {}
     extent: dict[str, tuple[float, float]] = {}
     depth: dict[str, float] = {}
+    width: dict[str, float] = {}
     s = 0.0
     for k, v in enumerate(verts):
         if v == "S1":
@@ -389,7 +391,7 @@ def _plan_levels(anomaly: str, rng: np.random.Generator, scale: float, cfg: Synt
         j = jit()
         h, d, w = h * scale * j, d * scale * j, w * scale * j
         segs.append(_Segment(s, s + h, sid[v], 1, d, w, v))
-        centre[v], extent[v], depth[v] = s + h / 2, (s, s + h), d
+        centre[v], extent[v], depth[v], width[v] = s + h / 2, (s, s + h), d, w
         s += h
         lower = verts[k + 1]
         dh = _disc_height(v, lower) * scale * jit()
@@ -422,7 +424,8 @@ def _plan_levels(anomaly: str, rng: np.random.Generator, scale: float, cfg: Synt
     for h, d, w in ((9.0, 10.0, 14.0), (8.0, 8.0, 11.0), (7.0, 6.0, 8.0)):
         segs.append(_Segment(s, s + h * scale, 0, 4, d * scale, w * scale, "Co"))
         s += (h + 2.0) * scale
-    return _Plan(names, segs, centre, extent, depth, 0.0, s)
+    width["S1"] = seg_dims[0][2] * scale
+    return _Plan(names, segs, centre, extent, depth, width, 0.0, s)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1158,6 +1161,30 @@ def _paint_landmarks(
     for side in (-1.0, 1.0):
         put(lum[len(lum) // 2], 0.5, -dep[lum[2]] * 0.55, side * 30.0,
             (90 * sc, 16 * sc, 14 * sc), MUSCLE)  # fmt: skip
+    # ribs (T1-T12; the level cue that tells thoracic from lumbar in a small field of view):
+    # rib head at the body's upper posterolateral corner, neck running to the transverse
+    # process, shaft leaving the field laterally; lumbar transverse processes (L3 longest)
+    wid = plan.width
+    for lev in [n for n in plan.names if labels.is_vertebra(n) and n[0] in "TL"]:
+        hw = wid[lev] / 2
+        for side in (-1.0, 1.0):
+            if lev[0] == "T":
+                put(lev, 0.15, -0.15 * dep[lev], side * (hw + 6 * sc), (6 * sc, 6 * sc, 9 * sc),
+                    MARROW, shell=(1.2, CORTEX))  # fmt: skip
+                put(lev, 0.1, 10 * sc, side * (hw + 24 * sc), (6 * sc, 7 * sc, 16 * sc), MARROW,
+                    dth=-20.0, shell=(1.2, CORTEX))  # fmt: skip
+                put(lev, 0.2, 25 * sc, side * (hw + 45 * sc), (7 * sc, 8 * sc, 18 * sc), MARROW,
+                    shell=(1.5, CORTEX))  # fmt: skip
+            else:
+                tp = {"L1": 14.0, "L2": 18.0, "L3": 24.0, "L4": 20.0}.get(lev, 16.0) * sc
+                put(lev, 0.5, 8 * sc, side * (hw * 0.4 + tp), (7 * sc, 6 * sc, tp),
+                    POSTBONE, shell=(1.2, CORTEX))  # fmt: skip
+    # fat planes between the paraspinal muscles (bright streaks running cranio-caudally)
+    for side in (-1.0, 1.0):
+        for k in range(3):
+            lev = ("T6", "T11", lum[2])[k]
+            put(lev, 0.5, rng.uniform(25, 45) * sc, side * rng.uniform(12, 35) * sc,
+                (rng.uniform(50, 110) * sc, 1.8 * sc, 4.0 * sc), FAT)  # fmt: skip
     # pelvis attaches to the sacrum: iliac wings (lateral, crest ~ L4-L5), bladder
     for side in (-1.0, 1.0):
         put("S1", 0.05, -25 * sc, side * 58 * jit(), (70 * sc, 45 * sc, 20 * sc), MARROW,
