@@ -248,6 +248,10 @@ def load_mask(path: str | os.PathLike[str]) -> Scan:
     return scan
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
@@ -263,6 +267,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         prefix=f".{dest.name.split('.')[0]}.", suffix=suffix, dir=dest.parent
     )
     os.close(fd)
+    # mkstemp creates 0600; give the output the permissions a plain open() would (umask)
+    os.chmod(tmp, 0o666 & ~_UMASK)
     tmp_path = Path(tmp)
     try:
         yield tmp_path

@@ -2,14 +2,14 @@
 # torch). Subject-level errors are caught inside (failed.json + summary status "failed") so
 # the job exits 0 and the cohort goes on.
 #
-# The batch's segmentation folder is an ancient() input: re-segmenting a batch because one
-# subject's image changed does not rerun the other subjects' analyses. The subject's own image
-# (mtime) and the segmentation settings (params) are what trigger a rerun.
+# Reruns: the job depends on its batch's segmentation folder, so re-segmenting a batch (e.g.
+# because one subject's image changed) reruns the analyses of that batch's subjects
+# (segmentation.subjects_per_job of them) and the aggregate; nothing else.
 
 
 rule analyse:
     input:
-        seg=ancient(subject_seg_dir),
+        seg=subject_seg_dir,
         image=subject_image,
     output:
         summary=f"{RESULTS}/subjects/{{subject}}/summary.json",

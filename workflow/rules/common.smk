@@ -88,8 +88,7 @@ def subject_seg_dir(wildcards):
 
 
 def seg_signature():
-    """What the segmentation of a subject depends on besides its image (a change reruns
-    the analysis: the segmentation directory is an ancient() input of analyse)."""
+    """The settings a subject's analysis depends on besides its inputs (a change reruns it)."""
     return json.dumps(
         {
             "method": METHOD,
