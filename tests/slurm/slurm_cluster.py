@@ -233,19 +233,15 @@ class SlurmCluster:
                 ["apt-get", "update", "-qq"],
                 ["apt-get", "install", "-y", "-qq", *PACKAGES],
             ):
-                res = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                     timeout=600)
+                res = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=600)
                 if res.returncode != 0:
-                    raise ClusterUnavailable(
-                        f"{' '.join(cmd)} failed: {log.read_text()[-2000:]}"
-                    )
+                    raise ClusterUnavailable(f"{' '.join(cmd)} failed: {log.read_text()[-2000:]}")
 
     def _start_munge(self) -> None:
         def munge_ok() -> bool:
             try:
                 cred = subprocess.run(["munge", "-n"], capture_output=True, timeout=5)
-                res = subprocess.run(["unmunge"], input=cred.stdout, capture_output=True,
-                                     timeout=5)
+                res = subprocess.run(["unmunge"], input=cred.stdout, capture_output=True, timeout=5)
             except (OSError, subprocess.TimeoutExpired):
                 return False
             return cred.returncode == 0 and res.returncode == 0
@@ -259,8 +255,11 @@ class SlurmCluster:
             shutil.chown(key.parent, "munge", "munge")
         shutil.chown(key, "munge", "munge")
         key.chmod(0o400)
-        for d, mode in (("/run/munge", 0o755), ("/var/lib/munge", 0o700),
-                        ("/var/log/munge", 0o700)):
+        for d, mode in (
+            ("/run/munge", 0o755),
+            ("/var/lib/munge", 0o700),
+            ("/var/log/munge", 0o700),
+        ):
             Path(d).mkdir(parents=True, exist_ok=True)
             Path(d).chmod(mode)
             shutil.chown(d, "munge", "munge")
@@ -292,11 +291,15 @@ class SlurmCluster:
         self.real_memory_mb = mem_mb - max(mem_mb // 20, 512)  # keep some for the OS
         # The node's topology exactly as slurmd sees it (a mismatch makes the node INVAL).
         probe = _run(["slurmd", "-C"], check=False).splitlines()
-        topo = " ".join(
-            w for w in (probe[0].split() if probe else [])
-            if w.split("=")[0] in ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket",
-                                   "ThreadsPerCore")
-        ) or f"CPUs={os.cpu_count()}"
+        topo = (
+            " ".join(
+                w
+                for w in (probe[0].split() if probe else [])
+                if w.split("=")[0]
+                in ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore")
+            )
+            or f"CPUs={os.cpu_count()}"
+        )
         if not 1 <= self.gpus <= len(FAKE_GPU_DEVICES):
             raise ValueError(f"gpus must be 1..{len(FAKE_GPU_DEVICES)}")
         h, mem = self.host, self.real_memory_mb
@@ -309,8 +312,8 @@ SlurmUser=root
 SlurmdUser=root
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
-SlurmctldPidFile={DAEMON_PIDFILES['slurmctld']}
-SlurmdPidFile={DAEMON_PIDFILES['slurmd']}
+SlurmctldPidFile={DAEMON_PIDFILES["slurmctld"]}
+SlurmdPidFile={DAEMON_PIDFILES["slurmd"]}
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
 MailProg=/bin/true
@@ -340,16 +343,21 @@ NodeName={h} NodeAddr=127.0.0.1 {topo} RealMemory={mem} Gres=gpu:{self.gpus} Sta
 PartitionName=cpu Nodes={h} Default=YES MaxTime={self.max_time} State=UP
 PartitionName=gpu Nodes={h} Default=NO MaxTime={self.max_time} State=UP
 """
+        n_gpu = self.gpus
         gres = (
             f"{MARKER}\n# fake GPUs: ONE record listing distinct always-present char devices\n"
-            f"AutoDetect=off\nNodeName={h} Name=gpu File={','.join(FAKE_GPU_DEVICES[:self.gpus])}\n"
+            f"AutoDetect=off\nNodeName={h} Name=gpu File={','.join(FAKE_GPU_DEVICES[:n_gpu])}\n"
         )
         return {"slurm.conf": conf, "gres.conf": gres, "job_submit.lua": JOB_SUBMIT_LUA}
 
     def _write_config(self) -> None:
         texts = self._config_text()
-        for d in (ETC, Path("/var/spool/slurmctld"), Path("/var/spool/slurmd"),
-                  Path("/var/log/slurm")):
+        for d in (
+            ETC,
+            Path("/var/spool/slurmctld"),
+            Path("/var/spool/slurmd"),
+            Path("/var/log/slurm"),
+        ):
             d.mkdir(parents=True, exist_ok=True)
         backup = self.state_dir / "etc-slurm-backup"
         for name, text in texts.items():
@@ -372,21 +380,20 @@ PartitionName=gpu Nodes={h} Default=NO MaxTime={self.max_time} State=UP
         deadline = time.monotonic() + timeout_s
         state = ""
         while time.monotonic() < deadline:
-            state = _run(["sinfo", "-h", "-N", "-n", self.host, "-o", "%t"],
-                         check=False).strip()
+            state = _run(["sinfo", "-h", "-N", "-n", self.host, "-o", "%t"], check=False).strip()
             if state.split("\n")[0] in ("idle", "mix", "alloc"):
                 return
             if any(s in state for s in ("drain", "drng", "down", "inval", "fail")):
-                _run(["scontrol", "update", f"nodename={self.host}", "state=resume"],
-                     check=False)
+                _run(["scontrol", "update", f"nodename={self.host}", "state=resume"], check=False)
             time.sleep(0.3)
         logs = ""
         for name in ("slurmctld", "slurmd"):
             p = Path(f"/var/log/slurm/{name}.log")
             if p.exists():
                 logs += f"\n--- {p}\n" + "\n".join(p.read_text().splitlines()[-15:])
-        raise ClusterUnavailable(f"node {self.host} not idle after {timeout_s}s "
-                                 f"(state {state!r}){logs}")
+        raise ClusterUnavailable(
+            f"node {self.host} not idle after {timeout_s}s (state {state!r}){logs}"
+        )
 
 
 @contextmanager
@@ -428,12 +435,23 @@ def run_snakemake(args: list[str], cwd: Path, timeout_s: float, log: Path) -> Ru
     The main snakemake spawns sbatch/squeue children; killing only the parent would leave them,
     so the group is killed. SLURM jobs it submitted are cancelled by the caller via scancel.
     """
-    env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
-               PATH=f"{SNAKEMAKE.parent}:{os.environ.get('PATH', '')}")
+    env = dict(
+        os.environ,
+        PYTHONHASHSEED="0",
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        PATH=f"{SNAKEMAKE.parent}:{os.environ.get('PATH', '')}",
+    )
     t0 = time.monotonic()
     with open(log, "w") as fh:
-        proc = subprocess.Popen([str(SNAKEMAKE), *args], cwd=cwd, stdout=fh,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(SNAKEMAKE), *args],
+            cwd=cwd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         try:
             rc = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

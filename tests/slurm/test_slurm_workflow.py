@@ -53,8 +53,15 @@ def _copy_workflow(dst: Path) -> Path:
 def _slurm_args(*extra: str) -> list[str]:
     # --workflow-profile none: otherwise snakemake also loads profiles/default (the local
     # profile) as "workflow profile", whose values override those of --profile.
-    return ["--profile", str(REPO / "profiles" / "slurm"), "--profile", str(TEST_PROFILE),
-            "--workflow-profile", "none", *extra]
+    return [
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--profile",
+        str(TEST_PROFILE),
+        "--workflow-profile",
+        "none",
+        *extra,
+    ]
 
 
 def _tables(results: Path) -> dict[str, pd.DataFrame]:
@@ -69,11 +76,21 @@ def _tables(results: Path) -> dict[str, pd.DataFrame]:
 
 def test_cluster_rejects_misrouted_gpu_job(slurm_cluster, tmp_path):
     """The fixture's submit policy is live: a GPU request in partition cpu fails at sbatch."""
-    res = subprocess.run(["sbatch", "-p", "cpu", "--gpus=1", "--wrap", "true"],
-                         capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    res = subprocess.run(
+        ["sbatch", "-p", "cpu", "--gpus=1", "--wrap", "true"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
     assert res.returncode != 0 and "partition is 'cpu'" in res.stderr
-    res = subprocess.run(["sbatch", "-p", "gpu", "--wrap", "true"],
-                         capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    res = subprocess.run(
+        ["sbatch", "-p", "gpu", "--wrap", "true"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
     assert res.returncode != 0 and "requires a GPU" in res.stderr
 
 
@@ -82,25 +99,37 @@ def test_workflow_on_slurm_matches_local(slurm_cluster, tmp_path):
     cfg = tmp_path / "cohort.yaml"
     cfg.write_text(COHORT_CONFIG)
     local = _copy_workflow(tmp_path / "local")
-    run = run_snakemake(["--profile", "profiles/default", "--cores", "2",
-                         "--configfile", str(cfg)],
-                        local, timeout_s=150, log=tmp_path / "local.log")
+    run = run_snakemake(
+        ["--profile", "profiles/default", "--cores", "2", "--configfile", str(cfg)],
+        local,
+        timeout_s=150,
+        log=tmp_path / "local.log",
+    )
     assert run.returncode == 0, run.output[-4000:]
+    local_seconds = run.seconds
 
     cuda = tmp_path / "cuda.yaml"  # device cuda: the segment rule requests gpu=1
     cuda.write_text("segmentation:\n  device: cuda\n")
     work = _copy_workflow(tmp_path / "slurm")
     try:
-        run = run_snakemake(_slurm_args("--configfile", str(cfg), str(cuda)),
-                            work, timeout_s=210, log=tmp_path / "slurm.log")
+        run = run_snakemake(
+            _slurm_args("--configfile", str(cfg), str(cuda)),
+            work,
+            timeout_s=210,
+            log=tmp_path / "slurm.log",
+        )
     finally:
         scancel_workdir(slurm_cluster, work)
     assert run.returncode == 0, run.output[-4000:]
 
     # Same result tables (run-specific columns aside).
     got, want = _tables(work / "results"), _tables(local / "results")
-    assert set(got) >= {"structures.parquet", "subjects.parquet", "prevalence.parquet",
-                        "failures.parquet"}
+    assert set(got) >= {
+        "structures.parquet",
+        "subjects.parquet",
+        "prevalence.parquet",
+        "failures.parquet",
+    }
     assert set(got) == set(want)
     for name in want:
         pd.testing.assert_frame_equal(got[name], want[name], check_dtype=False, obj=name)
@@ -117,11 +146,14 @@ def test_workflow_on_slurm_matches_local(slurm_cluster, tmp_path):
     assert all(j["partition"] == "cpu" for j in others), others
     for j in others:
         assert "gpu" not in slurm_cluster.show_job(j["id"]).split("TresPerJob=")[-1][:20]
-    # The 4 per-subject analyses went to ONE group job, not 4 jobs.
-    analyse = [j for j in jobs if "analyse" in j["comment"]]
-    assert len(analyse) == 1, jobs
-    print(f"\nSLURM run: {run.seconds:.1f} s, {len(jobs)} SLURM jobs: "
-          + ", ".join(f"{j['comment']}@{j['partition']}" for j in jobs))
+    # The 4 per-subject analyses went to ONE group job, not 4 jobs; tables + figures to one.
+    assert len([j for j in jobs if "analyse" in j["comment"]]) == 1, jobs
+    assert len([j for j in jobs if "aggregate" in j["comment"]]) == 1, jobs
+    assert len(jobs) == 5, jobs  # synthesize, 2 x segment, analyses, tables
+    print(
+        f"\nlocal run: {local_seconds:.1f} s; SLURM run: {run.seconds:.1f} s, "
+        f"{len(jobs)} SLURM jobs: " + ", ".join(f"{j['comment']}@{j['partition']}" for j in jobs)
+    )
 
 
 FLAKY = """\
