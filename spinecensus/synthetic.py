@@ -814,19 +814,19 @@ def generate_subject(
     post = np.array([95, 70, 70, 60, 55, 55, 52, 60, 72, 60, 45, 45], float) * girth + fat_p - 15
     ant = np.array([110, 95, 85, 70, 90, 150, 175, 185, 195, 190, 150, 140], float) * girth
     ant += fat_a - 15
-    ss = np.arange(-160.0, plan.s_bottom + 40.0, 2.0)
-    cy, cz, cth = cl.at(ss)
-    pw = np.interp(ss, sk_s, post)
-    aw = np.interp(ss, sk_s, ant)
-    post_y, post_z = cy - pw * np.sin(cth), cz + pw * np.cos(cth)
-    ant_y, ant_z = cy + aw * np.sin(cth), cz - aw * np.cos(cth)
     # field of view
     y_top = float(cl.at(-15.0)[0]) - float(r_grid.uniform(*cfg.top_margin_mm))
     tip_y = float(cl.point(plan.s_bottom, -5.0)[0])
     y_bot = tip_y + float(r_grid.uniform(*cfg.bottom_margin_mm))
     ny = int(math.ceil((y_bot - y_top) / sy))
     y = y_top + np.arange(ny) * sy
-    z_back = float(np.max(post_z[(post_y > y_top) & (post_y < y_bot)]))
+    # skin outline per row, at the given distances in front of / behind the posterior wall
+    # line of the same row (single-valued per row even where the sacrum bends)
+    s_row = np.interp(y, cl.y, cl.s)
+    zc_row, th_row = np.interp(y, cl.y, cl.z), np.interp(y, cl.y, cl.theta)
+    zp = zc_row + np.interp(s_row, sk_s, post)
+    za = zc_row - np.interp(s_row, sk_s, ant)
+    z_back = float(np.max(zp))
     z_back += float(r_grid.uniform(*cfg.posterior_margin_mm))
     ap = float(r_grid.uniform(*cfg.ap_fov_mm))
     # the whole column (bodies' anterior surfaces + 15 mm) must be inside the AP field of view
@@ -842,26 +842,21 @@ def generate_subject(
     inst = np.zeros((nx, ny, nz), np.uint16)
 
     # ---- trunk and neck: skin outline per row, subcutaneous fat, muscle --------------
-    def row_curve(cy_: np.ndarray, cz_: np.ndarray) -> np.ndarray:
-        order = np.argsort(cy_, kind="stable")
-        return np.interp(y, cy_[order], cz_[order])
-
-    zp = row_curve(post_y, post_z)
-    za = row_curve(ant_y, ant_z)
     inside = (z[None, :] >= za[:, None]) & (z[None, :] <= zp[:, None])
     fat2d = inside & ((z[None, :] < za[:, None] + fat_a) | (z[None, :] > zp[:, None] - fat_p))
     # compartment in front of the column (beyond the bodies' anterior surfaces): mediastinum
     # in the thorax, viscera (bowel, mesenteric fat) in the abdomen and pelvis
-    s_row = np.interp(y, cl.y, cl.s)
-    zc_row, th_row = np.interp(y, cl.y, cl.z), np.interp(y, cl.y, cl.theta)
     dep_row = np.interp(s_row, [plan.centre_s[n] for n in labels.vertebrae(anomaly)],
                         [plan.depth.get(n, 30.0) for n in labels.vertebrae(anomaly)])  # fmt: skip
     front_row = zc_row - (dep_row + 6.0 * scale) / np.maximum(np.cos(th_row), 0.5)
     anterior = inside & ~fat2d & (z[None, :] < front_row[:, None])
-    s_t1, s_t11 = plan.centre_s["T1"], plan.centre_s["T11"]
-    comp = np.where(s_row < s_t1, MUSCLE, np.where(s_row < s_t11, HEART, VISCERA))
+    # the diaphragm is a dome: high anteriorly (~T9), low posteriorly (~T12)
+    s_t1, s_t9, s_t12 = (plan.centre_s[n] for n in ("T1", "T9", "T12"))
+    ahead = np.clip((front_row[:, None] - z[None, :]) / (80.0 * scale), 0.0, 1.0)
+    s_dia = s_t12 - (s_t12 - s_t9) * np.sqrt(ahead)
+    comp = np.where(s_row[:, None] < s_t1, MUSCLE, np.where(s_row[:, None] < s_dia, HEART, VISCERA))
     soft = np.where(fat2d, FAT, np.where(inside, MUSCLE, AIR)).astype(np.uint8)
-    soft = np.where(anterior, comp[:, None], soft).astype(np.uint8)
+    soft = np.where(anterior, comp, soft).astype(np.uint8)
     tissue[:] = soft[None]
 
     # ---- landmarks (ellipsoids attached to named levels) ------------------------------
