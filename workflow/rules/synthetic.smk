@@ -13,7 +13,7 @@ rule synthesize:
         f"{RESULTS}/benchmarks/synthesize.tsv"
     conda:
         CONDA_ENV
-    threads: 1
+    threads: workflow.cores
     resources:
         mem_mb=2000,
         runtime=60,
@@ -27,4 +27,5 @@ rule synthesize:
     shell:
         "python -m spinecensus.cohort synth --out {params.out:q} --n {params.n} "
         "--seed {params.seed} --lumbarization {params.lumbarization} "
-        "--sacralization {params.sacralization} --preset {params.preset} > {log:q} 2>&1"
+        "--sacralization {params.sacralization} --preset {params.preset} "
+        "--workers {threads} > {log:q} 2>&1"
