@@ -407,9 +407,9 @@ def write_sample_sheet(
     """Write a cohort sample sheet (TSV) for the pipeline from the real-data manifest.
 
     Columns: ``subject`` (``<dataset>_<subject>``), ``image`` (path relative to the sheet's
-    folder when ``relative``, else absolute; the data are never copied), ``dataset``,
-    ``structure`` (what the expert mask covers), ``levels`` (annotated level names, comma
-    separated).  The datasets carry no sex/age, so no such covariates are written.
+    folder when ``relative``, else absolute; the data are never copied) and ``dataset``
+    (the pipeline treats extra columns as covariates: prevalence is then stratified by
+    source dataset).  The datasets carry no sex/age, so no such covariates are written.
     """
     out = Path(out)
     samples = load_manifest(root)
@@ -417,12 +417,10 @@ def write_sample_sheet(
     base = out.parent.resolve()
     with atomic_path(out) as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(["subject", "image", "dataset", "structure", "levels"])
+        w.writerow(["subject", "image", "dataset"])
         for s in samples:
             img = Path(os.path.relpath(s.image, base)) if relative else s.image
-            structure = "vertebral_body" if BODY in s.labeled_classes else "intervertebral_disc"
-            levels = ",".join(s.level_names[k] for k in sorted(s.level_names))
-            w.writerow([s.key, img.as_posix(), s.dataset, structure, levels])
+            w.writerow([s.key, img.as_posix(), s.dataset])
     return out
 
 

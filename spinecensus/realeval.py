@@ -109,6 +109,35 @@ def sacrum_anchor_names(kinds: Sequence[str], voxel_counts: Sequence[int]) -> di
     return names
 
 
+#: predictions with more disc components than this are not split (a badly trained model's
+#: speckle; the plane-based split is meant for spines, not for hundreds of fragments)
+MAX_DISC_COMPONENTS = 60
+
+
+def safe_split(pred: np.ndarray, spacing_mm: tuple[float, float, float]) -> Any:
+    """``split.split_instances`` on a prediction, unless it is hopelessly fragmented.
+
+    Returns the :class:`~spinecensus.split.SplitResult`; a fragmented prediction gives an
+    empty, invalid result with the reason (so one bad model cannot stall an evaluation).
+    """
+    from spinecensus.split import SplitResult, split_instances
+
+    disc = np.asarray(pred) == DISC
+    comp, n = cc3d.connected_components(disc.astype(np.uint8), connectivity=26, return_N=True)
+    if n > MAX_DISC_COMPONENTS:
+        sizes = np.bincount(comp.ravel())[1:]
+        n_big = int((sizes >= 10).sum())
+        if n_big > MAX_DISC_COMPONENTS:
+            return SplitResult(
+                instances=np.zeros(disc.shape, dtype=np.uint16),
+                kinds=[],
+                valid=False,
+                invalid_reason=f"not split: prediction too fragmented ({n_big} disc pieces)",
+                spacing_mm=spacing_mm,
+            )
+    return split_instances(np.asarray(pred, dtype=np.uint8), spacing_mm)
+
+
 @dataclass
 class SubjectEval:
     """Evaluation of one subject: a table row and its per-level rows."""
@@ -121,8 +150,6 @@ def evaluate_subject(
     sample: LoadedSample, pred: np.ndarray, model_name: str = "", split_side: str = ""
 ) -> SubjectEval:
     """Compare a predicted semantic mask (0/1/2, canonical) with the sample's partial mask."""
-    from spinecensus.split import split_instances
-
     meta = sample.meta
     (cls,) = tuple(meta.labeled_classes)
     kind = "vertebra" if cls == BODY else "disc"
@@ -132,7 +159,7 @@ def evaluate_subject(
     pred_c = pred == cls
     d_raw = dice(pred_c, ref_bin)
     d_res = dice(restrict_to_reference(pred_c, ref_bin), ref_bin)
-    split = split_instances(pred.astype(np.uint8), sample.spacing_mm)
+    split = safe_split(pred, sample.spacing_mm)
     if split.n_instances:
         inst = np.where(
             np.isin(split.instances, np.asarray(split.ids_of(kind), dtype=np.int64)),
@@ -234,7 +261,7 @@ def summarise(subjects: pd.DataFrame) -> pd.DataFrame:
 
     out = []
     for (model, dataset), g in subjects.groupby(["model", "dataset"], sort=False):
-        known = g[g["levels_known"]]
+        known = g[g["levels_known"].astype(bool)]
         n_named = int(known["n_annotated"].sum())
         out.append(
             {
@@ -245,9 +272,13 @@ def summarise(subjects: pd.DataFrame) -> pd.DataFrame:
                 "disc_dice": g["disc_dice"].mean(),
                 "body_dice_raw": g["body_dice_raw"].mean(),
                 "disc_dice_raw": g["disc_dice_raw"].mean(),
-                "detected_pct": 100.0 * g["n_detected"].sum() / max(1, g["n_annotated"].sum()),
-                "split_valid_pct": 100.0 * g["split_valid"].mean(),
-                "sacrum_anchor_pct": 100.0 * g["sacrum_anchor"].mean(),
+                "detected_pct": (
+                    100.0 * g["n_detected"].sum() / g["n_annotated"].sum()
+                    if g["n_annotated"].sum() > 0
+                    else math.nan
+                ),
+                "split_valid_pct": 100.0 * g["split_valid"].astype(float).mean(),
+                "sacrum_anchor_pct": 100.0 * g["sacrum_anchor"].astype(float).mean(),
                 "label_accuracy_pct": (
                     100.0 * known["n_named_correct"].sum() / n_named if n_named else math.nan
                 ),
@@ -330,5 +361,6 @@ __all__ = [
     "qc_png",
     "restrict_to_reference",
     "sacrum_anchor_names",
+    "safe_split",
     "summarise",
 ]

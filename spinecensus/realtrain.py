@@ -24,14 +24,17 @@ All randomness comes from one seed.  CPU threads follow ``torch.set_num_threads`
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from spinecensus import realdata as rd
+from spinecensus.io import atomic_path
 from spinecensus.model import ModelSpec, neighbour_index, normalise_volume, plan_geometry
 
 if TYPE_CHECKING:
@@ -309,8 +312,306 @@ def train_partial(
     return history
 
 
+# --------------------------------------------------------------------------- pipeline
+
+#: presets for ``train_real.size``; explicit keys override them
+REAL_PRESETS: dict[str, dict[str, Any]] = {
+    # CPU, a few minutes per variant with 2 threads
+    "ci": {"steps": 300, "n_synthetic": 8, "n_synthetic_eval": 3, "synthetic_preset": "default"},
+    "gpu": {
+        "steps": 20_000,
+        "n_synthetic": 200,
+        "n_synthetic_eval": 20,
+        "synthetic_preset": "default",
+        "batch": {"batch_size": 32, "volumes_per_step": 8, "crop_si": None},
+    },
+}
+#: synthetic subject seeds for mixing / evaluation (disjoint from spinecensus.training's)
+SYNTH_TRAIN_OFFSET = 700_000
+SYNTH_EVAL_OFFSET = 800_000
+
+
+@dataclass
+class RealRunConfig:
+    """Resolved ``train_real:`` config (see ``workflow/rules/train_real.smk``)."""
+
+    size: str = "ci"
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 1
+    root: str = str(rd.DEFAULT_ROOT)
+    val_fraction: float = 0.34
+    steps: int = 300
+    lr: float = 1e-3
+    finetune_lr: float = 5e-4
+    n_synthetic: int = 8
+    n_synthetic_eval: int = 3
+    synthetic_preset: str = "default"
+    #: weights a "pretrained" variant starts from ("" = the shipped default weights)
+    pretrained: str = ""
+    batch: dict[str, Any] = field(default_factory=dict)
+    augment: dict[str, Any] = field(default_factory=dict)
+    log_every: int = 25
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> RealRunConfig:
+        d = dict(d or {})
+        preset = REAL_PRESETS.get(str(d.get("size", "ci")), REAL_PRESETS["ci"])
+        merged = {**preset, **d}
+        merged["batch"] = {**preset.get("batch", {}), **(d.get("batch") or {})}
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in merged.items() if k in known})
+
+    def pretrained_path(self) -> Path:
+        from spinecensus.model import DEFAULT_SEGMENTATION_WEIGHTS
+
+        return Path(self.pretrained) if self.pretrained else DEFAULT_SEGMENTATION_WEIGHTS
+
+
+#: the study's variants: how the network starts and which data it sees (same budget)
+VARIANTS: dict[str, dict[str, Any]] = {
+    # random init, real scans only
+    "real_only": {"init": "scratch", "real_fraction": 1.0},
+    # random init, real scans mixed with synthetic ones (no pretraining)
+    "scratch_mixed": {"init": "scratch", "real_fraction": 0.75},
+    # shipped synthetic weights, then the same mixed training (the generator study)
+    "pretrained_mixed": {"init": "pretrained", "real_fraction": 0.75},
+}
+
+
+def _synthetic_subject(cfg: RealRunConfig, seed: int) -> Any:
+    from spinecensus import synthetic
+
+    syn_cfg = synthetic.SyntheticConfig()
+    if cfg.synthetic_preset == "tiny" and hasattr(synthetic.SyntheticConfig, "tiny"):
+        syn_cfg = synthetic.SyntheticConfig.tiny()
+    return synthetic.generate_subject(seed, config=syn_cfg)
+
+
+def load_real_split(cfg: RealRunConfig) -> tuple[list[rd.LoadedSample], list[rd.LoadedSample]]:
+    """Load the manifest and return (train, validation) loaded samples (patient-level split)."""
+    samples = rd.load_manifest(cfg.root)
+    train, val = rd.split_subjects(samples, cfg.val_fraction, cfg.seed)
+    rd.check_split(train, val)
+    return [s.load() for s in train], [s.load() for s in val]
+
+
+def base_spec(cfg: RealRunConfig) -> ModelSpec:
+    """Architecture of every variant: that of the pretrained weights (so that "scratch" and
+    "pretrained" differ only in their initial values), else the training defaults."""
+    from spinecensus.model import read_spec
+
+    spec = read_spec(cfg.pretrained_path()) if cfg.pretrained_path().exists() else None
+    if spec is None:
+        from spinecensus.training import SEGMENTATION_DEFAULTS
+
+        spec = ModelSpec.from_config(dict(SEGMENTATION_DEFAULTS), "segmentation")
+    spec = ModelSpec.from_dict(spec.to_dict())
+    spec.training, spec.metrics, spec.sha256, spec.git_commit = {}, {}, None, None
+    return spec
+
+
+def train_real_variant(
+    config: dict[str, Any] | None, variant: str, out: str | os.PathLike[str]
+) -> Path:
+    """Train one study variant (:data:`VARIANTS`) and write ``out`` (.pt + .json sidecar).
+
+    The sidecar's ``training`` records exactly which data trained it: the real subjects
+    (dataset_subject keys), the synthetic seeds, the initial weights and their sha256.
+    """
+    import torch
+
+    from spinecensus.model import build_network, load_network, save_weights, sha256_file
+
+    cfg = RealRunConfig.from_dict(config)
+    torch.set_num_threads(max(1, int(cfg.threads)))
+    v = VARIANTS[variant]
+    spec = base_spec(cfg)
+    t0 = time.perf_counter()
+    train, _val = load_real_split(cfg)
+    real = [
+        prepare_volume(s.scan.data, rd.target_codes(s), s.spacing_mm, spec, s.meta.key)
+        for s in train
+    ]
+    synth: list[TrainVolume] = []
+    seeds = [cfg.seed * 1_000_000 + SYNTH_TRAIN_OFFSET + i for i in range(cfg.n_synthetic)]
+    if v["real_fraction"] < 1.0:
+        for sd in seeds:
+            sub = _synthetic_subject(cfg, sd)
+            synth.append(
+                prepare_volume(
+                    sub.image, rd.full_codes(sub.semantic), sub.spacing_mm, spec,
+                    f"synthetic_{sd}", "synthetic",
+                )
+            )  # fmt: skip
+    init_info: dict[str, Any] = {"init": v["init"]}
+    if v["init"] == "pretrained":
+        net, _ = load_network(cfg.pretrained_path())
+        init_info |= {
+            "init_weights": cfg.pretrained_path().name,
+            "init_sha256": sha256_file(cfg.pretrained_path()),
+        }
+        lr = cfg.finetune_lr
+    else:
+        torch.manual_seed(cfg.seed)
+        net = build_network(spec)
+        lr = cfg.lr
+    bdict = {**cfg.batch, "real_fraction": v["real_fraction"]}
+    tcfg = TrainConfig(
+        steps=cfg.steps, lr=lr, seed=cfg.seed, log_every=cfg.log_every,
+        batch=BatchConfig(**bdict), augment=rd.AugmentConfig.from_dict(cfg.augment),
+    )  # fmt: skip
+    import logging
+
+    logger = logging.getLogger("spinecensus.realtrain")
+    hist = train_partial(net, spec, real, synth, tcfg, cfg.device, log=logger.info)
+    spec.training = {
+        **init_info,
+        "variant": variant,
+        "data": "public annotated real MRI (../shared/data/real, partial labels: VB1/VB2/VB3 "
+        "vertebral bodies, IVD discs; partial-label loss)"
+        + (" mixed with synthetic subjects (spinecensus.synthetic)" if synth else ""),
+        "real_train_subjects": [s.meta.key for s in train],
+        "real_validation_subjects": [s.meta.key for s in _val],
+        "synthetic_seeds": seeds if synth else [],
+        "synthetic_preset": cfg.synthetic_preset if synth else None,
+        "real_fraction": v["real_fraction"],
+        "steps": cfg.steps,
+        "lr": lr,
+        "batch": dataclasses_asdict(tcfg.batch),
+        "augment": dataclasses_asdict(tcfg.augment),
+        "seed": cfg.seed,
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "final_loss": float(np.mean([h["loss"] for h in hist[-20:]])),
+    }
+    out = Path(out)
+    save_weights(net, spec, out)
+    logger.info("%s done in %.0f s -> %s", variant, time.perf_counter() - t0, out)
+    return out
+
+
+def dataclasses_asdict(obj: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(obj)
+
+
+def synthetic_dice(model: Any, cfg: RealRunConfig, model_name: str) -> list[dict[str, Any]]:
+    """Body and disc Dice on fresh synthetic subjects (never used in training); rows for the
+    evaluation table, dataset ``synthetic``."""
+    from spinecensus import realeval
+    from spinecensus.realeval import dice
+
+    rows = []
+    for i in range(cfg.n_synthetic_eval):
+        sd = cfg.seed * 1_000_000 + SYNTH_EVAL_OFFSET + i
+        sub = _synthetic_subject(cfg, sd)
+        pred = model.predict(np.asarray(sub.image, dtype=np.float32), sub.spacing_mm)
+        sem = np.asarray(sub.semantic)
+        split = realeval.safe_split(pred, sub.spacing_mm)
+        anchor = realeval.sacrum_anchor_names(split.kinds, split.voxel_counts)
+        rows.append(
+            {
+                "model": model_name,
+                "dataset": "synthetic",
+                "subject": f"synthetic_{sd}",
+                "split": "evaluation",
+                "annotated": "vertebra+disc",
+                "body_dice": dice(pred == 1, sem == 1),
+                "disc_dice": dice(pred == 2, sem == 2),
+                "body_dice_raw": dice(pred == 1, sem == 1),
+                "disc_dice_raw": dice(pred == 2, sem == 2),
+                "n_annotated": 0,
+                "n_detected": 0,
+                "split_valid": bool(split.valid),
+                "invalid_reason": split.invalid_reason or "",
+                "n_pred_vertebrae": split.n_vertebrae,
+                "n_pred_discs": split.n_discs,
+                "sacrum_anchor": anchor is not None,
+                "levels_known": False,
+                "n_named_correct": 0,
+                "label_accuracy": math.nan,
+                "misses": "",
+            }
+        )
+    return rows
+
+
+def evaluate_real(
+    config: dict[str, Any] | None,
+    weights: dict[str, str | os.PathLike[str]],
+    out_table: str | os.PathLike[str],
+    out_markdown: str | os.PathLike[str],
+    qc_dir: str | os.PathLike[str] | None = None,
+) -> Any:
+    """Evaluate models on the validation subjects (and fresh synthetic subjects).
+
+    Writes ``out_table`` (Parquet: one row per subject and model, incl. synthetic rows),
+    ``<out_table stem>_levels.parquet`` (one row per annotated level), ``<stem>_summary
+    .parquet`` and ``out_markdown`` (per-dataset summary with misses).  Returns the summary.
+    """
+    import logging
+
+    import pandas as pd
+    import torch
+
+    from spinecensus import realeval
+    from spinecensus.model import load_model
+
+    logger = logging.getLogger("spinecensus.realtrain")
+    cfg = RealRunConfig.from_dict(config)
+    torch.set_num_threads(max(1, int(cfg.threads)))
+    _train, val = load_real_split(cfg)
+    subj, lev = [], []
+    for name, path in weights.items():
+        model = load_model(path, device=cfg.device, threads=cfg.threads)
+        s_df, l_df, preds = realeval.evaluate_model(model, val, name, "validation")
+        s_df = pd.concat([s_df, pd.DataFrame(synthetic_dice(model, cfg, name))])
+        subj.append(s_df)
+        lev.append(l_df)
+        if qc_dir is not None:
+            for s in val:
+                realeval.qc_png(
+                    s, preds[s.meta.key], str(Path(qc_dir) / f"{name}_{s.meta.key}.png"), name
+                )
+        logger.info("evaluated %s", name)
+    subjects = pd.concat(subj, ignore_index=True)
+    levels = pd.concat(lev, ignore_index=True)
+    summary = realeval.summarise(subjects)
+    out_table = Path(out_table)
+    stem = out_table.with_suffix("")
+    for df, path in (
+        (subjects, out_table),
+        (levels, Path(f"{stem}_levels.parquet")),
+        (summary, Path(f"{stem}_summary.parquet")),
+    ):
+        with atomic_path(path) as tmp:
+            df.to_parquet(tmp, index=False)
+    text = [
+        "# Real MRI evaluation (validation subjects; `synthetic` rows: fresh synthetic subjects)",
+        "",
+        f"Validation subjects: {', '.join(s.meta.key for s in val)}. "
+        f"Config size `{cfg.size}`, seed {cfg.seed}.",
+        "",
+        realeval.markdown_table(summary),
+        "",
+        "## Misses (undetected or misnamed annotated levels)",
+        "",
+    ]
+    for r in summary.itertuples():
+        if r.misses:
+            text.append(f"- **{r.model} / {r.dataset}**: {r.misses}")
+    with atomic_path(out_markdown) as tmp:
+        tmp.write_text("\n".join(text) + "\n")
+    return summary
+
+
 __all__ = [
+    "VARIANTS",
     "BatchConfig",
+    "RealRunConfig",
+    "evaluate_real",
+    "train_real_variant",
     "TrainConfig",
     "TrainVolume",
     "make_batch",

@@ -1,0 +1,84 @@
+# Real-MRI training and evaluation (target: `snakemake train_real`).
+# Trains the segmentation U-Net on the public annotated scans in ../shared/data/real (partial
+# labels, see spinecensus/realdata.py) mixed with synthetic subjects, and evaluates every model
+# on the held-out validation subjects (patient-level split). Nothing of the data is copied.
+# Each rule calls one function of spinecensus.realtrain; outputs land in results/train_real/.
+#
+# Config keys (defaults; all optional):
+#
+# train_real:
+#   size: ci               # ci (CPU, minutes per variant) | gpu (GPU-sized: 20k steps, batch 32)
+#   seed: 0
+#   device: cpu            # cuda | cuda:N for gpu-sized runs
+#   root: ../shared/data/real   # folder with manifest.tsv (relative to the working directory)
+#   val_fraction: 0.34     # share of patient groups per dataset held out for validation
+#   variants: [real_only, scratch_mixed, pretrained_mixed]   # see realtrain.VARIANTS
+#   pretrained: ""         # weights the pretrained variant starts from ("" = shipped default)
+#   # overrides: steps, lr, finetune_lr, n_synthetic, n_synthetic_eval, synthetic_preset,
+#   #   batch: {batch_size, volumes_per_step, crop_si, fg_fraction},
+#   #   augment: {scale, slice_gain, gamma, bias, noise, rotation_deg, zoom, flip_lr}
+
+TRAIN_REAL_DIR = "results/train_real"
+_TR = config.get("train_real", {}) or {}
+REAL_VARIANTS = list(
+    _TR.get("variants", ["real_only", "scratch_mixed", "pretrained_mixed"])
+)
+
+
+def _train_real_config(threads):
+    return {**(config.get("train_real", {}) or {}), "threads": threads}
+
+
+def _shipped_weights():
+    from spinecensus.realtrain import RealRunConfig
+
+    return str(RealRunConfig.from_dict(_TR).pretrained_path())
+
+
+rule train_real:
+    input:
+        f"{TRAIN_REAL_DIR}/eval.parquet",
+        f"{TRAIN_REAL_DIR}/eval.md",
+
+
+rule train_real_variant:
+    output:
+        weights=f"{TRAIN_REAL_DIR}/{{variant}}.pt",
+        sidecar=f"{TRAIN_REAL_DIR}/{{variant}}.json",
+    log:
+        f"{TRAIN_REAL_DIR}/logs/train_{{variant}}.log",
+    wildcard_constraints:
+        variant="|".join(REAL_VARIANTS),
+    threads: workflow.cores
+    run:
+        from spinecensus import realtrain, training
+
+        training.setup_logging(log[0])
+        realtrain.train_real_variant(
+            _train_real_config(threads), wildcards.variant, output.weights
+        )
+
+
+rule train_real_evaluate:
+    input:
+        weights=expand(f"{TRAIN_REAL_DIR}/{{variant}}.pt", variant=REAL_VARIANTS),
+    output:
+        table=f"{TRAIN_REAL_DIR}/eval.parquet",
+        markdown=f"{TRAIN_REAL_DIR}/eval.md",
+        qc=directory(f"{TRAIN_REAL_DIR}/qc"),
+    log:
+        f"{TRAIN_REAL_DIR}/logs/evaluate.log",
+    threads: workflow.cores
+    run:
+        from spinecensus import realtrain, training
+
+        training.setup_logging(log[0])
+        models = {"synthetic_only": _shipped_weights()}
+        models.update(dict(zip(REAL_VARIANTS, input.weights)))
+        realtrain.evaluate_real(
+            _train_real_config(threads),
+            models,
+            output.table,
+            output.markdown,
+            qc_dir=output.qc,
+        )
