@@ -310,7 +310,9 @@ class _TorchRunner(_Runner):
         self.net = net.to(self.device).eval()
         self.layout = spec.layout
         self.amp = amp
-        if self.device.type == "cuda":
+        # channels_last pays off with tensor cores / AMX (CUDA, or CPU bf16 autocast)
+        self.channels_last = self.device.type == "cuda" or amp is not None
+        if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -319,7 +321,7 @@ class _TorchRunner(_Runner):
         x = x.to(self.device, non_blocking=True)
         if self.layout == "thesis":
             x = x.flip(2).transpose(2, 3)
-        if self.device.type == "cuda":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp or "")
         with torch.inference_mode():
