@@ -231,7 +231,7 @@ class SyntheticConfig:
     #: subcutaneous fat thickness, mm
     fat_mm: tuple[float, float] = (6.0, 30.0)
     #: Rician noise SD relative to the fat intensity
-    noise: tuple[float, float] = (0.015, 0.05)
+    noise: tuple[float, float] = (0.01, 0.04)
     #: peak-to-peak-ish strength of the smooth multiplicative bias (log scale)
     bias: tuple[float, float] = (0.1, 0.35)
     #: SD of per-subject tissue intensity jitter (relative)
@@ -573,6 +573,7 @@ class _Profile:
     cord_w: np.ndarray
     arch: np.ndarray  # bool: posterior arch (pedicles + laminae) present
     lam: np.ndarray  # lamina thickness
+    roots: np.ndarray  # bool: cauda equina (nerve roots in the sac below the conus)
 
     def idx(self, s: np.ndarray) -> np.ndarray:
         return np.clip(((s - self.s0) / _PDS + 0.5).astype(np.intp), 0, self.n - 1)
@@ -683,6 +684,7 @@ def _build_profile(plan: _Plan, rng: np.random.Generator, scale: float) -> _Prof
     return _Profile(
         s0, n, sid, kind, front, back, halfw, d_id, d_m, d_h, d_c, up_id, dn_id,
         can_ap, can_w, sac_ap, sac_w, cord_ap, cord_w, arch, lam,
+        (s > s_conus - 5.0) & (sac_ap > 0),
     )  # fmt: skip
 
 
@@ -894,7 +896,7 @@ def generate_subject(
     sem = kind_of_id[inst]
 
     # ---- intensities ------------------------------------------------------------------
-    image = _render(tissue, inst, names, disc_age, grid, cfg, r_img)
+    image = _render(tissue, inst, names, disc_age, grid, cfg, r_img, age)
     sub = SyntheticSubject(
         subject=subject or f"S{int(seed) % 10000:04d}",
         image=image,
@@ -959,6 +961,10 @@ def _spinous_specs(plan: _Plan, prof: _Profile, scale: float) -> list[tuple[floa
             )
         )
     return out
+
+
+#: cauda equina root bundles: (AP, lateral) offsets in units of the sac's half sizes
+_ROOTS = ((0.35, -0.4), (0.5, -0.1), (0.45, 0.2), (0.3, 0.45), (0.1, -0.6), (0.05, 0.6))
 
 
 def _paint_column_band(
@@ -1038,6 +1044,12 @@ def _paint_column_band(
     has_cord = has_sac & (cord_ap > 0.5)
     qc = np.where(has_cord, ((v - vs) / np.maximum(cord_ap / 2, 1e-3)) ** 2, 9.0)
     T[(qc[None] + w2 / (np.maximum(cord_w / 2, 1e-3) ** 2)[None]) <= 1.0] = CORD
+    # cauda equina: a few root bundles, lying posteriorly (dependent) in the supine sac
+    rt = p.roots[i] & has_sac
+    if rt.any():
+        for fv, fw in _ROOTS:
+            on_v = rt & (np.abs(v - vs - fv * sac_ap / 2) < 0.8 * scale)
+            T[on_v[None] & (np.abs(w - (fw * sac_w / 2)[None]) < 0.8 * scale)] = CORD
     # spinous processes: cortical rim, marrow core
     asp = np.abs(sp)[None]
     T[(sp != 0)[None] & (aw <= asp)] = CORTEX
@@ -1195,6 +1207,7 @@ def _render(
     grid: _Grid,
     cfg: SyntheticConfig,
     rng: np.random.Generator,
+    age: int,
 ) -> np.ndarray:
     """T2-like intensities: tissue table x per-structure factors, blur, bias, Rician noise."""
     from scipy import ndimage
@@ -1202,6 +1215,8 @@ def _render(
     base = np.array([_T2[t] for t in range(N_TISSUES)])
     base = base * np.exp(rng.normal(0.0, cfg.contrast_jitter, N_TISSUES))
     base[AIR] = 0.0
+    # marrow turns fattier, hence brighter on T2 fast spin echo, with age
+    base[MARROW] *= 1.0 + 0.005 * (age - 45)
     img = base.astype(np.float32)[tissue]
     # per-structure factors (column voxels only, a few % of the volume): marrow brightness
     # varies by level, nuclei darken with degeneration
