@@ -32,10 +32,22 @@ become wedged on the curve, and neighbouring bodies and discs always touch (the 
 one connected object, as in real masks).  Disc/body boundaries are slightly concave (the
 disc bulges into the endplate centre); discs bulge anteriorly and posteriorly.
 
-Structure and landmark geometry depends only on the *names* of the levels, so landmarks
-move with the anomaly: the pelvis (iliac wings, bladder) attaches to the sacrum, kidneys
-to L1, the liver and diaphragm to T11-T12, the aortic arch to T4, lungs and sternum to the
-thoracic levels, the skull base to C2 (see ``_paint_landmarks``).
+Posterior elements (pedicles, laminae, articular pillars, spinous processes, lumbar
+transverse processes, ribs) are imaged with bone intensities but are *not* vertebra class.
+Landmarks are cheap ellipsoids placed in the local frame of a *named* level, so they move
+with the anomaly (see ``_paint_landmarks``):
+
+* above C2: skull with brain, cerebellum, cisterna magna, medulla/pons, clivus, sphenoid
+  sinus, nasopharynx, tongue; C1 anterior and posterior arches; the dens (part of C2);
+* neck/thorax: air column pharynx -> trachea (C2-T3), sternum (T3-T9), lungs (lateral,
+  around T6), heart (T8), aortic arch (T4) and descending aorta (T5-L3), ribs at every
+  thoracic level (the cue that tells T12 from L1 in a small field of view), a diaphragm
+  dome (T9 anteriorly to T12 posteriorly) separating mediastinum from abdominal viscera;
+* abdomen/pelvis: liver (right, T12), spleen (left, T11), kidneys (L1), psoas, bowel
+  loops and mesenteric fat (L2-sacrum), lumbar transverse processes (L3 longest), the
+  iliac wings and the bladder attached to the sacrum; the coccyx below it;
+* canal: CSF, cord with cervical enlargement ending at the conus near L1, cauda equina
+  roots below it, thecal sac ending at ~S2, epidural fat; paraspinal fat planes.
 
 Anomalies
 ---------
@@ -52,10 +64,12 @@ and posterior arches) but not labelled; the dens belongs to the C2 instance.
 
 Speed
 -----
-At the default in-plane spacing (0.8-1.5 mm; the issue's full 0.5-1.5 mm range is available
-through ``SyntheticConfig(inplane_spacing_mm=(0.5, 1.5))`` and costs up to ~4x more) a
-subject takes a few tenths of a second on one core (see ``benchmarks/synthetic_speed.py``).
-:meth:`SyntheticConfig.tiny` gives coarse (2.5-3 mm) small subjects for unit tests.
+The default in-plane spacing is 1.0-1.5 mm (slices 2.5-5 mm, 9-25 of them): about 2.5 M
+voxels and ~0.17 CPU-s per subject on one core (``benchmarks/synthetic_speed.py``).  The
+issue's full 0.5-1.5 mm range is ``SyntheticConfig(inplane_spacing_mm=(0.5, 1.5))``
+(~2x the voxels on average, up to ~4x; ~0.33 CPU-s mean, ~1 s worst case).
+:meth:`SyntheticConfig.tiny` gives coarse (2.5-3 mm) small subjects for unit tests
+(~0.025 CPU-s).
 Work is done on a 2-D sagittal map (spine frame coordinates) and on per-row bands around
 the column, never per structure on the full volume.
 
