@@ -110,7 +110,7 @@ def scan_problems(scan: Scan, limits: CheckLimits = DEFAULT_LIMITS) -> list[str]
     if np.any(small) or np.any(narrow):
         problems.append(
             f"image too small: {tuple(int(s) for s in shape)} voxels = "
-            f"{tuple(round(float(f), 1) for f in fov)} mm (slice, S-I, A-P); needs at least "
+            f"({', '.join(f'{f:.3g}' for f in fov)}) mm (slice, S-I, A-P); needs at least "
             f"{limits.min_shape} voxels and {limits.min_fov_mm} mm"
         )
     return problems
