@@ -202,6 +202,8 @@ def evaluate_subject(
             misses.append(f"{level}: named {predicted or 'unnamed'}")
     n_ref = len(level_rows)
     n_det = sum(r["detected"] for r in level_rows)
+    if n_ref and n_det == 0:
+        misses = [f"none of the {n_ref} annotated {kind}s detected"]
     named = [r for r in level_rows if r["name_correct"] is not None]
     row: dict[str, Any] = {
         "model": model_name,

@@ -57,6 +57,8 @@ class TrainVolume:
     key: str
     kind: str = "real"
     fg_slices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: mean AP column of the annotated structures (centre of AP training windows)
+    ap_centre: int = 0
 
 
 def prepare_volume(
@@ -86,6 +88,7 @@ def prepare_volume(
         key=key,
         kind=kind,
         fg_slices=np.nonzero(fg.reshape(len(c), -1).any(1))[0],
+        ap_centre=int(np.nonzero(fg)[2].mean()) if fg.any() else c.shape[2] // 2,
     )
 
 
@@ -141,6 +144,9 @@ class BatchConfig:
         volumes_per_step: distinct volumes per step (each augmented once per step).
         crop_si: SI window (rows on the model grid, a multiple of the network stride) drawn
             at random per slice; None = the model's full ``input_size``.
+        crop_ap: AP window (columns, multiple of the stride) around the annotated
+            structures' AP centre, jittered by +- a quarter window; None = the model's full
+            width, centred as at inference.
         real_fraction: probability that a drawn volume is real (rest synthetic) when both
             pools are given.
         fg_fraction: probability of drawing a slice with annotated foreground.
@@ -148,7 +154,8 @@ class BatchConfig:
 
     batch_size: int = 8
     volumes_per_step: int = 4
-    crop_si: int | None = 192
+    crop_si: int | None = 160
+    crop_ap: int | None = 128
     real_fraction: float = 0.75
     fg_fraction: float = 0.8
 
@@ -170,6 +177,7 @@ def make_batch(
 
     h_full, w = spec.input_size or (384, 160)
     h = bcfg.crop_si or h_full
+    w = bcfg.crop_ap or w
     xs: list[np.ndarray] = []
     cs: list[np.ndarray] = []
     per_vol = int(math.ceil(bcfg.batch_size / bcfg.volumes_per_step))
@@ -204,6 +212,9 @@ def make_batch(
         out_c = np.full((per_vol, h, w), rd.CODE_UNKNOWN, dtype=np.uint8)
         a_len = min(ap, w)
         a_src, a_dst = (ap - a_len) // 2, (w - a_len) // 2
+        if bcfg.crop_ap and ap > w:
+            jitter = int(rng.integers(-w // 4, w // 4 + 1))
+            a_src = int(np.clip(vol.ap_centre - w // 2 + jitter, 0, ap - w))
         s_len = min(si, h)
         s_src = int(rng.integers(0, si - s_len + 1))
         s_dst = int(rng.integers(0, h - s_len + 1))
@@ -317,13 +328,13 @@ def train_partial(
 #: presets for ``train_real.size``; explicit keys override them
 REAL_PRESETS: dict[str, dict[str, Any]] = {
     # CPU, a few minutes per variant with 2 threads
-    "ci": {"steps": 300, "n_synthetic": 8, "n_synthetic_eval": 3, "synthetic_preset": "default"},
+    "ci": {"steps": 250, "n_synthetic": 8, "n_synthetic_eval": 3, "synthetic_preset": "default"},
     "gpu": {
         "steps": 20_000,
         "n_synthetic": 200,
         "n_synthetic_eval": 20,
         "synthetic_preset": "default",
-        "batch": {"batch_size": 32, "volumes_per_step": 8, "crop_si": None},
+        "batch": {"batch_size": 32, "volumes_per_step": 8, "crop_si": None, "crop_ap": None},
     },
 }
 #: synthetic subject seeds for mixing / evaluation (disjoint from spinecensus.training's)
