@@ -248,6 +248,8 @@ class SyntheticConfig:
     noise: tuple[float, float] = (0.01, 0.04)
     #: peak-to-peak-ish strength of the smooth multiplicative bias (log scale)
     bias: tuple[float, float] = (0.1, 0.35)
+    #: whole-spine scans are stitched from 2-3 stations: SD of each station's gain (log)
+    station_gain_sd: float = 0.08
     #: SD of per-subject tissue intensity jitter (relative)
     contrast_jitter: float = 0.12
     #: in-plane Gaussian blur (voxels) emulating partial volume; 0 disables
@@ -1130,9 +1132,14 @@ def _paint_landmarks(
 
     # head: skull (cortical shell over brain), cerebellum, brainstem, clivus, sinus, C1
     # skull: the occiput reaches down behind C1, the face/mandible in front of C2-C3
-    put_s(-95 * sc, -20 * sc, 0.0, (95 * sc, 100 * sc, 75 * sc), BRAIN,
+    put_s(-112 * sc, -15 * sc, 0.0, (95 * sc, 100 * sc, 75 * sc), BRAIN,
           shell=(7.0 * sc, CORTEX))  # fmt: skip
-    put_s(-30 * sc, -75 * sc, 0.0, (40 * sc, 35 * sc, 45 * sc), MUSCLE)  # tongue / floor
+    # occipital squama reaching down behind C1, tongue and mandible in front of C2-C3
+    put_s(-32 * sc, 55 * sc, 0.0, (22 * sc, 6 * sc, 45 * sc), MARROW, dth=35.0,
+          shell=(1.5, CORTEX))  # fmt: skip
+    put_s(-25 * sc, -78 * sc, 0.0, (38 * sc, 32 * sc, 40 * sc), MUSCLE)  # tongue / floor
+    put_s(5 * sc, -105 * sc, 0.0, (14 * sc, 22 * sc, 45 * sc), MARROW, dth=-30.0,
+          shell=(2.0, CORTEX))  # mandible  # fmt: skip
     put_s(-52 * sc, 40 * sc, 0.0, (30 * sc, 32 * sc, 46 * sc), CEREBELLUM)
     put_s(-25 * sc, 30 * sc, 0.0, (9 * sc, 12 * sc, 14 * sc), CSF)  # cisterna magna
     put_s(-60 * sc, 9 * sc, 0.0, (40 * sc, 16 * sc, 16 * sc), CSF)  # prepontine cistern
@@ -1256,6 +1263,17 @@ def _render(
         py, pz = rng.uniform(0, 2 * math.pi, 2)
         field += np.cos(math.pi * fy * yn + py) * np.cos(math.pi * fz * zn + pz)
     field = strength * field / 2.0 - float(rng.uniform(0.2, 0.6)) * (1.0 - zn)
+    # stitched stations: a gain step between cervico-thoracic / thoraco-lumbar stations,
+    # blended over ~10-25 mm at the seams
+    n_st = int(rng.integers(2, 4))
+    seams = (np.arange(1, n_st) / n_st + rng.uniform(-0.06, 0.06, n_st - 1)) * ny
+    gains = rng.normal(0.0, cfg.station_gain_sd, n_st)
+    rows = np.arange(ny)[:, None]
+    width = float(rng.uniform(10.0, 25.0)) / grid.spacing[1]
+    step = np.full((ny, 1), gains[0])
+    for k, seam in enumerate(seams):
+        step += (gains[k + 1] - gains[k]) / (1.0 + np.exp(-(rows - seam) / (width / 4)))
+    field = field + step
     img *= np.exp(field + tex).astype(np.float32)[None]
     # strong, finer texture in the viscera compartment (bowel content, mesenteric fat)
     fine = rng.normal(0.0, 0.22, (max(2, ny // 7), max(2, nz // 7)))
