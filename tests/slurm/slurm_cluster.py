@@ -16,7 +16,7 @@ The cluster mirrors a typical site, small:
 - a `job_submit.lua` routing policy: a GPU request outside partition `gpu`, or a job in `gpu`
   without a GPU, is rejected at submit time - so a profile that misroutes a rule fails loudly;
 - no slurmdbd: `sacct` cannot see jobs, so snakemake must poll with `squeue`, and
-  `MinJobAge=300` keeps finished jobs visible to it (the plugin silently falls back to sacct if
+  `MinJobAge=900` keeps finished jobs visible to it (the plugin silently falls back to sacct if
   MinJobAge < 3 x `slurm-init-seconds-before-status-checks`);
 - `DefMemPerCPU` so a job without `--mem` does not take the node's whole memory.
 
@@ -206,7 +206,7 @@ class SlurmCluster:
         return stopped
 
     def jobs(self, workdir: Path | str) -> list[dict[str, str]]:
-        """Jobs slurmctld still knows (MinJobAge=300) whose working directory is `workdir`.
+        """Jobs slurmctld still knows (MinJobAge=900) whose working directory is `workdir`.
 
         Keys: id, partition, state, name, workdir, mem, tres (`%b`, e.g. `gres:gpu:1`).
         `squeue --states=all` is the only record: there is no accounting database.
@@ -331,7 +331,7 @@ DefMemPerCPU={self.def_mem_per_cpu}
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-MinJobAge=300
+MinJobAge=900
 # reject impossible requests at submit time instead of pending forever
 EnforcePartLimits=ALL
 ReturnToService=2
