@@ -39,33 +39,18 @@ make_corpus = _load_corpus_module()
 
 
 def _synthetic_volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A synthetic int16 volume with an oblique, non-canonical stored orientation.
-
-    Uses ``spinecensus.synthetic`` when available (a real synthetic spine image),
-    otherwise the bad-input corpus's smooth random field.
-    """
-    try:
-        from spinecensus import synthetic
-
-        subj = synthetic.generate_subject(seed, "normal", synthetic.SyntheticConfig.tiny())
-        img = subj.to_nifti()[0] if isinstance(subj.to_nifti(), tuple) else subj.to_nifti()
-        data = np.asarray(img.dataobj)
-        data = np.rint(1000 * (data - data.min()) / max(np.ptp(data), 1e-6)).astype(np.int16)
-        return data, np.asarray(img.affine, dtype=float)
-    except Exception:  # synthetic module absent or API differs: fall back (still synthetic)
-        data = make_corpus.base_volume(seed, (10, 40, 32))
-        # stored axes: 0 -> A->P (1.1 mm), 1 -> L->R slices (3 mm), 2 -> S->I (0.9 mm),
-        # plus a 6 degree rotation about the left-right axis
-        aff = np.zeros((4, 4))
-        aff[:3, 0] = [0.0, -1.1, 0.0]
-        aff[:3, 1] = [3.0, 0.0, 0.0]
-        aff[:3, 2] = [0.0, 0.0, -0.9]
-        th = np.radians(6.0)
-        rot = np.array([[1, 0, 0], [0, np.cos(th), -np.sin(th)], [0, np.sin(th), np.cos(th)]])
-        aff[:3, :3] = rot @ aff[:3, :3]
-        aff[:3, 3] = [-15.0, 40.0, 20.0]
-        aff[3, 3] = 1.0
-        return data.transpose(2, 0, 1).copy(), aff  # shape matches the axis mapping above
+    """A synthetic spine image (``spinecensus.synthetic``, tiny preset) as int16 in its
+    non-canonical storage order, with its affine turned 6 degrees about left-right so
+    that the DICOM geometry is oblique."""
+    synthetic = pytest.importorskip("spinecensus.synthetic")
+    subj = synthetic.generate_subject(seed, "normal", synthetic.SyntheticConfig.tiny())
+    img = subj.to_nifti()[0]
+    data = np.asarray(img.dataobj)
+    data = np.rint(1000 * (data - data.min()) / max(float(np.ptp(data)), 1e-6)).astype(np.int16)
+    th = np.radians(6.0)
+    rot = np.eye(4)
+    rot[1:3, 1:3] = [[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]]
+    return data, rot @ np.asarray(img.affine, dtype=float)
 
 
 def _world_of_canonical(scan: io.Scan) -> np.ndarray:
