@@ -59,25 +59,30 @@ from spine_segmentation.inference.instance_segmentation import post_process_inst
 from spine_segmentation.instance_separation.instance_separation import separate_rois_with_labels
 rss_loaded = rss_mb()
 
-def timed(fn, *a):
+cpu = {"split": [], "post": []}
+
+def timed(fn, key, *a):
     gc.collect()
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints debug lines
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         out = fn(*a)
-        return out, time.perf_counter() - t
+        dt = time.perf_counter() - t
+        cpu[key].append(time.process_time() - c)
+        return out, dt
 
 split_t, post_t = [], []
 for _ in range(args["repeat"]):
-    (inst, id_to_label), dt = timed(separate_rois_with_labels, sem)
+    (inst, id_to_label), dt = timed(separate_rois_with_labels, "split", sem)
     split_t.append(dt)
 hint = np.where(sem == 1, inst, 0).astype(np.int64)  # stand-in for the instance network
 for _ in range(args["repeat"]):
-    post, dt = timed(post_process_instances, hint, sem)
+    post, dt = timed(post_process_instances, "post", hint, sem)
     post_t.append(dt)
 np.savez_compressed(args["out"], split=inst.astype(np.uint16), post=post.astype(np.uint16))
 import spine_segmentation
 print(json.dumps({
     "split_s": split_t, "post_s": post_t, "rss_loaded_mb": rss_loaded,
+    "split_cpu_s": cpu["split"], "post_cpu_s": cpu["post"],
     "peak_rss_mb": rss_mb(), "numpy": np.__version__,
     "package": getattr(spine_segmentation, "__version__", "0.3.2"),
     "id_to_label": {str(k): v for k, v in id_to_label.items()},
@@ -101,14 +106,15 @@ def ours_worker(args: dict) -> None:
     sem = np.load(args["semantic"])
     spacing = tuple(args["spacing_mm"])
     loaded = rss_mb()
-    split_t, label_t, total_t = [], [], []
+    split_t, label_t, total_t, cpu_t = [], [], [], []
     for _ in range(args["repeat"]):
         gc.collect()
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         res = split_instances(sem, spacing)
         t1 = time.perf_counter()
         lab = count_labels(res)
         t2 = time.perf_counter()
+        cpu_t.append(time.process_time() - c0)
         split_t.append(t1 - t0)
         label_t.append(t2 - t1)
         total_t.append(t2 - t0)
@@ -119,6 +125,7 @@ def ours_worker(args: dict) -> None:
                 "split_s": split_t,
                 "label_s": label_t,
                 "total_s": total_t,
+                "total_cpu_s": cpu_t,
                 "rss_loaded_mb": loaded,
                 "peak_rss_mb": rss_mb(),
                 "numpy": np.__version__,
@@ -198,7 +205,8 @@ def dice_same_ids(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def run_worker(cmd: list[str]) -> dict:
-    env = dict(os.environ, PYTHONHASHSEED="0")
+    # one thread each: the comparison is per core (the peer is numpy, ours numpy + cc3d)
+    env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         sys.stderr.write(r.stderr)
@@ -283,6 +291,13 @@ def main() -> int:
         f"speed ratio (peer split+post) / (ours split+labels): {ratio_total:.1f}x (target >= 50x)"
     )
     print(f"speed ratio (peer split only) / (ours split+labels): {ratio_split:.1f}x")
+    cpu_peer = med(peer["split_cpu_s"]) + med(peer["post_cpu_s"])
+    cpu_ours = med(ours["total_cpu_s"])
+    ratio_cpu = cpu_peer / cpu_ours
+    print(
+        f"CPU time (process_time, median): peer split+post {cpu_peer:.2f} s, ours "
+        f"{cpu_ours:.3f} s -> ratio {ratio_cpu:.1f}x (less sensitive to machine load)"
+    )
     print(
         f"peak RSS: ours {ours['peak_rss_mb']:.0f} MB (after load {ours['rss_loaded_mb']:.0f}), "
         f"peer {peer['peak_rss_mb']:.0f} MB (after load {peer['rss_loaded_mb']:.0f}); "
@@ -305,6 +320,7 @@ def main() -> int:
         "peer": {k: v for k, v in peer.items() if k != "id_to_label"},
         "ratio_total": ratio_total,
         "ratio_split_only": ratio_split,
+        "ratio_cpu": ratio_cpu,
         "dice_ours_mean": float(d_ours.mean()),
         "dice_peer_post_mean": float(d_post.mean()),
         "dice_peer_split_mean": float(d_split.mean()),
