@@ -30,7 +30,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,7 +79,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "crops_per_subject": 8,
         "n_eval_per_v": 20,
         "seg_steps": 300,
-        "lab_steps": 150,
+        "lab_steps": 120,
         "batch_size": 8,
         "synthetic_preset": "default",
     },
@@ -222,7 +222,7 @@ class SliceBank:
 
 
 def to_bank(
-    volumes: Sequence[tuple[np.ndarray, np.ndarray, tuple[float, float, float]]], spec: ModelSpec
+    volumes: Iterable[tuple[np.ndarray, np.ndarray, tuple[float, float, float]]], spec: ModelSpec
 ) -> SliceBank:
     """Resample (image, class map, spacing) volumes onto the network grid, once."""
     import torch
@@ -551,40 +551,60 @@ def make_crops(
     out: str | os.PathLike[str],
     expert: bool = False,
 ) -> Path:
-    """Step 3: random small-FOV crops (V = v_min..v_max vertebrae) as an npz.
+    """Step 3: random small-FOV windows (V = v_min..v_max vertebrae), as a small npz.
 
-    ``expert=False``: the auto-labelled cohort (labels from ``autolabels``).
-    ``expert=True``: the expert subset with its ground truth (the control's data).
-    Keys: ``img_k``, ``lab_k`` (union class map), ``sp_k`` (spacing mm).
+    ``expert=False``: the auto-labelled cohort (windows chosen on the automatic labels of
+    ``autolabels``).  ``expert=True``: the expert subset with its ground truth (the control's
+    data).  Only the windows are stored (``seed``, ``v``, ``r0``, ``r1``: SI rows
+    ``r0:r1``) plus ``labels`` (the autolabels path or ``"ground_truth"``); images are
+    regenerated from their seeds when training, which keeps the file tiny.
     """
     cfg = TrainConfig.from_dict(config)
     rng = np.random.default_rng([cfg.seed, 3, int(expert)])
-    arrays: dict[str, np.ndarray] = {}
-    k = 0
     if expert:
         items = [(subject_seed(cfg, EXPERT_OFFSET, i), None) for i in range(cfg.n_expert)]
     else:
         with np.load(autolabels) as z:
             items = [(int(key[4:]), z[key]) for key in z.files]
+    rows: list[tuple[int, int, int, int]] = []
     for seed, union in items:
         sub = make_subject(cfg, seed)
         if union is None:
             union = union_class_map(sub.instances, sub.id_to_name)
-        n = cfg.crops_per_subject
-        if expert:  # same number of crops per subject; the control simply has fewer subjects
-            pass
-        for _ in range(n):
+        for _ in range(cfg.crops_per_subject):
             v = int(rng.integers(cfg.v_min, cfg.v_max + 1))
-            crop = _crop_union(sub, union, v, rng)
-            arrays[f"img_{k}"] = np.asarray(crop.image, dtype=np.float32)
-            arrays[f"lab_{k}"] = np.asarray(crop.semantic, dtype=np.uint8)
-            arrays[f"sp_{k}"] = np.asarray(crop.spacing_mm, dtype=np.float64)
-            k += 1
+            r0, r1 = _crop_union(sub, union, v, rng).meta["crop_rows"]
+            rows.append((seed, v, int(r0), int(r1)))
+    arr = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+    source = "ground_truth" if expert else str(Path(autolabels).resolve())  # type: ignore[arg-type]
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-    log.info("crops: %d from %d subjects (expert=%s)", k, len(items), expert)
+            np.savez(f, seed=arr[:, 0], v=arr[:, 1], r0=arr[:, 2], r1=arr[:, 3], labels=source)
+    log.info("crops: %d from %d subjects (expert=%s)", len(rows), len(items), expert)
     return Path(out)
+
+
+def iter_crops(
+    cfg: TrainConfig, crops: str | os.PathLike[str]
+) -> Iterator[tuple[np.ndarray, np.ndarray, tuple[float, float, float]]]:
+    """(image, union label map, spacing) of every window in a :func:`make_crops` file."""
+    with np.load(crops) as z:
+        seeds, r0s, r1s = z["seed"], z["r0"], z["r1"]
+        source = str(z["labels"])
+    auto = None if source == "ground_truth" else np.load(source)
+    try:
+        for seed in dict.fromkeys(int(s) for s in seeds):
+            sub = make_subject(cfg, seed)
+            union = (
+                union_class_map(sub.instances, sub.id_to_name)
+                if auto is None
+                else auto[f"lab_{seed}"]
+            )
+            for r0, r1 in zip(r0s[seeds == seed], r1s[seeds == seed], strict=True):
+                yield sub.image[:, r0:r1], union[:, r0:r1], sub.spacing_mm
+    finally:
+        if auto is not None:
+            auto.close()
 
 
 def train_labeler(
@@ -593,7 +613,7 @@ def train_labeler(
     out: str | os.PathLike[str],
     name: str = "labeler",
 ) -> Path:
-    """Step 4: train the 50-channel union labeler on the crops in ``crops``."""
+    """Step 4: train the 50-channel union labeler on the windows listed in ``crops``."""
     import torch
 
     cfg = TrainConfig.from_dict(config)
@@ -601,9 +621,8 @@ def train_labeler(
     spec = _spec(cfg, "labeling")
     t0 = time.perf_counter()
     with np.load(crops) as z:
-        n = sum(1 for key in z.files if key.startswith("img_"))
-        vols = [(z[f"img_{k}"], z[f"lab_{k}"], tuple(z[f"sp_{k}"])) for k in range(n)]
-    bank = to_bank(vols, spec)
+        n = len(z["seed"])
+    bank = to_bank(iter_crops(cfg, crops), spec)
     log.info("%s: %d crops, %d slices", name, n, len(bank.index))
     net, losses = train_network(
         spec, bank, cfg.lab_steps, cfg.batch_size, cfg.lab_crop, cfg.seed + 1, cfg.lr,
