@@ -281,6 +281,21 @@ def _assign_slabs(
     return out, bad
 
 
+def _cc(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """``cc3d.connected_components`` (26-connectivity) with its ``N``.
+
+    cc3d 3.2x raises "maximum length exception" for line-shaped inputs (two axes of
+    length 1); tiny arrays are padded by one background voxel and cropped back (cost
+    nil, and the labels do not change).
+    """
+    if labels.size < 4096:
+        padded = np.pad(labels, 1)
+        out, n = cc3d.connected_components(padded, connectivity=26, return_N=True)
+        return np.ascontiguousarray(out[1:-1, 1:-1, 1:-1]), int(n)
+    out, n = cc3d.connected_components(labels, connectivity=26, return_N=True)
+    return out, int(n)
+
+
 def _unravel(lin: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
     """``np.unravel_index`` for a C-ordered 3-D shape, with plain integer division."""
     i0, rest = np.divmod(lin, shape[1] * shape[2])
@@ -377,7 +392,7 @@ def split_instances(
         return out
 
     # --- 1. disc components -------------------------------------------------------
-    disc_cc, n_cc = cc3d.connected_components(crop == 2, connectivity=26, return_N=True)
+    disc_cc, n_cc = _cc(crop == 2)
     if n_cc == 0:
         return _empty_result(sem.shape, spacing3, UNSPLITTABLE_NO_DISCS)
     # one pass over the box for all foreground voxels, then split by class (lists only)
@@ -591,7 +606,7 @@ def _validity(
     if ids_v.size:
         vert_only = np.zeros(inst.shape, dtype=np.uint16)
         vert_only.reshape(-1)[v_lin] = ids_v
-        comps, n_comp = cc3d.connected_components(vert_only, connectivity=26, return_N=True)
+        comps, n_comp = _cc(vert_only)
         comp_of = comps.reshape(-1)[v_lin].astype(np.intp)
         sizes = np.bincount(comp_of, minlength=n_comp + 1)
         owner = np.zeros(n_comp + 1, dtype=np.intp)

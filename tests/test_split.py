@@ -307,3 +307,15 @@ def test_split_synthetic_small_fov(synthetic_subjects, v):
         ids = [p for p, _ in got]
         assert ids == sorted(ids) and len(set(ids)) == len(ids)
         assert all(r.kinds[p - 1] == "vertebra" for p in ids)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 5), (1, 5, 1), (5, 1, 1), (1, 1, 1), (2, 1, 3)])
+def test_split_line_shaped_masks(shape):
+    """Line-shaped and single-voxel masks (cc3d cannot label some of these unpadded)."""
+    sem = np.resize(np.array([1, 2, 1, 2, 1], dtype=np.uint8), shape)
+    r = split_instances(sem, (1.0, 2.0, 3.0), fragment_voxels=1, min_disc_voxels=1)
+    assert r.instances.shape == shape
+    if (sem == 2).any():
+        assert np.array_equal(r.instances > 0, sem > 0)
+    else:
+        assert not r.valid and r.invalid_reason.startswith("unsplittable")
