@@ -22,6 +22,7 @@ CLI_MODULES = (
     "spinecensus.training",
     "spinecensus.tables",
     "spinecensus.realdata",
+    "spinecensus.checks",
 )
 
 

@@ -217,3 +217,17 @@ def test_missing_image_is_per_subject(tmp_path: Path, corpus: dict[str, Path]) -
     assert rec["ok"] is False
     assert "missing.nii.gz: file does not exist" in rec["error"]
     assert (tmp_path / "seg" / "S002.failed.json").exists()
+
+
+def test_check_cli_reports_each_input(
+    corpus: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``spinecensus check``: one line per input, exit status 1 when any fails (synthetic)."""
+    from spinecensus.cli import main
+
+    good = corpus["truncated_nii_gz"].with_name("good.nii.gz")
+    assert main(["check", str(good)]) == 0
+    assert main(["check", str(good), str(corpus["dicom_missing_slices"])]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"ok   {good}: (12, 64, 48) voxels")
+    assert out[-1].startswith(f"FAIL {corpus['dicom_missing_slices']}: 2 slice(s) missing")
