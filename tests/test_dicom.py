@@ -319,3 +319,35 @@ def test_check_flag_passes_through(tmp_path: Path) -> None:
     with pytest.raises(io.InputError, match="constant"):
         io.load_scan(tmp_path / "s")
     assert io.load_scan(tmp_path / "s", check=False).data.shape == (4, 20, 20)
+
+
+def test_tilted_stack_keeps_true_positions(tmp_path: Path) -> None:
+    """A stack whose slice origins shift in-plane (gantry tilt / sheared acquisition):
+    the affine's slice column is the true step, so every slice's first voxel lands on its
+    ImagePositionPatient (synthetic)."""
+    folder = tmp_path / "s"
+    folder.mkdir()
+    uid = generate_uid()
+    positions = [(-4.0 * k, -20.0 + 0.5 * k, 50.0 - 0.3 * k) for k in range(5)]  # LPS mm
+    for k, ipp in enumerate(positions):
+        pix = np.full((6, 5), 10 * k + 1, np.uint16)
+        _write_slice(folder / f"f{k}.dcm", pix, ipp, SAG_IOP, (0.8, 0.7), uid, instance=k + 1)
+    scan = io.load_scan(folder)
+    world = _world_of_canonical(scan)  # RAS
+    for k, (x, y, z) in enumerate(positions):
+        # canonical slice order is left -> right = decreasing LPS x = increasing k here
+        assert int(scan.data[k, 0, 0]) == 10 * k + 1
+        assert world[k, 0, 0] == pytest.approx([-x, -y, z], abs=1e-6)
+
+
+def test_compressed_transfer_syntax_named(tmp_path: Path) -> None:
+    """Pixel data pydicom cannot decode here (JPEG without a decoder plugin) fail with the
+    transfer syntax named, not a pydicom traceback (synthetic)."""
+    _hand_series(tmp_path / "s", [0.0, 3.0, 6.0])
+    for f in (tmp_path / "s").glob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
+        ds.PixelData = pydicom.encaps.encapsulate([b"\xff\xd8not a jpeg\xff\xd9"])
+        ds.save_as(f)
+    with pytest.raises(io.InputError, match="transfer syntax JPEG Baseline"):
+        io.load_scan(tmp_path / "s")
