@@ -249,9 +249,9 @@ def default_weights() -> Path:
     """The shipped segmentation weights (``spinecensus/weights/``)."""
     from spinecensus import model
 
-    fn = getattr(model, "default_weights", None) or getattr(model, "default_weights_path", None)
-    if fn is not None:
-        return Path(fn())
+    shipped = getattr(model, "DEFAULT_SEGMENTATION_WEIGHTS", None)
+    if shipped is not None and Path(shipped).exists():
+        return Path(shipped)
     wdir = Path(__file__).with_name("weights")
     cands = sorted(wdir.glob("*seg*.pt")) + sorted(wdir.glob("*.pt")) + sorted(wdir.glob("*.onnx"))
     if not cands:
@@ -355,8 +355,12 @@ def segment_batch(
     device: str = "cpu",
     batch_size: int = 16,
     threads: int = 1,
+    model_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Segment a batch of subjects, loading the model once; per-subject failures captured.
+
+    ``model_options``: extra :func:`spinecensus.model.load_model` arguments from the config
+    (``amp``, ``layout``, ``normalisation``); empty values are left to the weights' sidecar.
 
     Writes ``out_dir/<subject>.nii.gz`` (uint8 semantic mask on the input's grid and affine)
     or ``out_dir/<subject>.failed.json`` for each subject, then ``out_dir/batch.json`` with
@@ -380,7 +384,10 @@ def segment_batch(
         from spinecensus import model as model_mod
 
         wpath = Path(weights) if weights else default_weights()
-        model = model_mod.load_model(wpath, device=device, threads=threads, batch_size=batch_size)
+        extra = {k: v for k, v in (model_options or {}).items() if v not in (None, "")}
+        model = model_mod.load_model(
+            wpath, device=device, threads=threads, batch_size=batch_size, **extra
+        )
         model_name = wpath.name
         load_s = time.perf_counter() - t
     elif method != "ground_truth":
@@ -694,6 +701,7 @@ def _cmd_segment(a: argparse.Namespace) -> int:
         device=a.device,
         batch_size=a.batch_size,
         threads=a.threads,
+        model_options=json.loads(a.model_options) if a.model_options else None,
     )
     return 0
 
@@ -743,6 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("--batch-size", type=int, default=16)
     s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--model-options", default="", help="JSON: amp, layout, normalisation")
     s.set_defaults(func=_cmd_segment)
     s = sub.add_parser("analyse", help="split + label + measure one subject")
     s.add_argument("--subject", required=True)

@@ -33,9 +33,13 @@ rule segment:
         weights=SEG.get("weights", ""),
         device=DEVICE,
         batch_size=SEG.get("batch_size", 16),
+        model_options=json.dumps(
+            {k: SEG.get(k) for k in ("amp", "layout", "normalisation") if k in SEG}
+        ),
     shell:
         "python -m spinecensus.cohort segment --out {output:q} --method {params.method} "
         "--weights={params.weights:q} --device {params.device} "
         "--batch-size {params.batch_size} --threads {threads} "
+        "--model-options {params.model_options:q} "
         "--subjects {params.subjects:q} --images {params.images:q} {params.semantics:q} "
         "> {log:q} 2>&1"
