@@ -32,6 +32,7 @@ def make_phantom(
     n_vertebrae: int | None = None,
     scale: float = 1.0,
     shape: tuple[int, int, int] | None = None,
+    arc_deg: float | None = None,
 ) -> Phantom:
     """Whole spine C2..S1 of ``variant`` (sacralization fuses L5 into S1: no L4-S1 disc gap
     beyond the fused body; the GT names follow the schema), on a curved centreline.
@@ -39,6 +40,8 @@ def make_phantom(
     Sizes (mm, before ``scale``): vertebral body heights 13 (cervical) -> 20 (thoracic)
     -> 26 (lumbar), discs 5 -> 9 mm, sacrum 45 mm; body half-widths 10-22 mm lateral,
     8-17 mm AP.  ``n_vertebrae`` keeps only the top N vertebrae (no sacrum then).
+    ``arc_deg``: instead of the sinusoid, a circular arc turning by that angle from C2 to
+    the sacrum (a strongly bent spine: far disc planes cut through other vertebrae).
     Cached: callers must copy arrays before modifying them.
     """
     names = list(labels.structures(variant))  # type: ignore[arg-type]
@@ -68,6 +71,8 @@ def make_phantom(
     total = bounds[-1] + 10.0 * scale
     sp = np.asarray(spacing_mm, dtype=float)
     amp = amplitude_mm * scale
+    if arc_deg is not None:
+        return _arc_phantom(names, bounds, total, rad, sp, np.deg2rad(arc_deg), scale)
     if shape is None:
         shape = (
             int(np.ceil(2 * (rad[:, 0].max() + 4) / sp[0])),
@@ -96,6 +101,37 @@ def make_phantom(
         )
         return t / np.linalg.norm(t, axis=-1, keepdims=True)
 
+    return _rasterise(names, bounds, rad, sp, shape, centre, tangent)
+
+
+def _arc_phantom(names, bounds, total, rad, sp, arc, scale) -> Phantom:
+    r_arc = total / arc
+    margin = rad.max() + 6 * scale
+    phis = np.linspace(0, arc, 200)
+    ys, zs = r_arc * np.sin(phis), r_arc * (1 - np.cos(phis))
+    y0, z0 = margin - ys.min(), margin - zs.min()
+    shape = (
+        int(np.ceil(2 * (rad[:, 0].max() + 4) / sp[0])),
+        int(np.ceil((ys.max() - ys.min() + 2 * margin) / sp[1])),
+        int(np.ceil((zs.max() - zs.min() + 2 * margin) / sp[2])),
+    )
+    mid_x = (shape[0] - 1) * sp[0] / 2
+
+    def centre(s: np.ndarray) -> np.ndarray:
+        phi = np.asarray(s, dtype=float) / r_arc
+        return np.stack(
+            [np.full_like(phi, mid_x), y0 + r_arc * np.sin(phi), z0 + r_arc * (1 - np.cos(phi))],
+            -1,
+        )
+
+    def tangent(s: np.ndarray) -> np.ndarray:
+        phi = np.asarray(s, dtype=float) / r_arc
+        return np.stack([np.zeros_like(phi), np.cos(phi), np.sin(phi)], -1)
+
+    return _rasterise(names, bounds, rad, sp, shape, centre, tangent)
+
+
+def _rasterise(names, bounds, rad, sp, shape, centre, tangent) -> Phantom:
     grid = np.stack(
         np.meshgrid(*[np.arange(n) * sp[a] for a, n in enumerate(shape)], indexing="ij"), -1
     )
@@ -107,11 +143,13 @@ def make_phantom(
         mid = 0.5 * (bounds[i] + bounds[i + 1])
         pc, tc = centre(mid), tangent(mid)
         rel = grid - pc
-        rel = rel - (rel @ tc)[..., None] * tc  # cross-section offset
+        along = rel @ tc
+        near = np.abs(along) <= bounds[i + 1] - bounds[i]  # this segment, not a far one
+        rel = rel - along[..., None] * tc  # cross-section offset
         lateral = np.array([1.0, 0.0, 0.0])
         ap = np.cross(tc, lateral)
         ell = (rel @ lateral / rad[i, 0]) ** 2 + (rel @ ap / rad[i, 1]) ** 2 <= 1.0
-        inst[a_side & b_side & ell & (inst == 0)] = i + 1
+        inst[a_side & b_side & ell & near & (inst == 0)] = i + 1
     sem = np.zeros(shape, dtype=np.uint8)
     is_disc = np.array([False] + [labels.is_disc(n) for n in names])
     sem[inst > 0] = np.where(is_disc[inst[inst > 0]], 2, 1)
