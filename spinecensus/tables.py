@@ -277,6 +277,15 @@ def subjects_table(
     for col in ("lumbar_count", "n_vertebrae", "n_discs"):
         if col in df.columns:
             df[col] = pd.array(df[col].tolist(), dtype="Int64")
+    # fixed Parquet types even when a column is all-null in this run (e.g. failed_rule
+    # when nothing failed), so tables of different runs concatenate
+    for col in ("invalid_reason", "first_label", "last_label", "decided_by", "failed_rule",
+                "error", "segmentation_method", "model", "input_sha256"):  # fmt: skip
+        if col in df.columns:
+            df[col] = df[col].astype("string")
+    for col in ("total_volume_mm3", "analyse_seconds"):
+        if col in df.columns:
+            df[col] = pd.array(df[col].tolist(), dtype="Float64")
     for reg in REGIONS:
         col = counts[reg] if reg in counts.columns else pd.Series(dtype="int64")
         df[f"n_{reg}"] = df["subject"].map(col).astype("Int64")
