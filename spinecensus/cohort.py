@@ -534,7 +534,7 @@ def analyse_subject(
     age_at_start = _process_age_s()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in SIDE_FILES:
+    for name in (*SIDE_FILES, "summary.json"):
         (out / name).unlink(missing_ok=True)
     seg = Path(seg_dir)
     batch_info: dict[str, Any] = {}
@@ -575,7 +575,13 @@ def analyse_subject(
                 f"{analysis.split.invalid_reason}; no vertebrae or discs found "
                 "(not a spine MRI, or the segmentation found nothing)",
             )
-        pipeline.write_subject_outputs(analysis, sem, out)
+        # instances + labels.json as pipeline.write_subject_outputs writes them, but the
+        # summary only once at the end: summary.json present <=> the subject is complete
+        save_like(analysis.split.instances, sem, out / "instances.nii.gz", np.uint16)
+        write_json(
+            {str(i): n for i, n in sorted(analysis.labeling.id_to_name.items())},
+            out / "labels.json",
+        )
         _link_or_copy(sem_path, out / "semantic.nii.gz")
         inst, names = _analysis_arrays(analysis, out)
         save_like(_label_volume(inst, names), sem, out / "labels.nii.gz", np.uint8)
