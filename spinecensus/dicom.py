@@ -275,7 +275,15 @@ def load_series(folder: str | os.PathLike[str], check: bool = True) -> Scan:
     files = _candidate_files(root)
     slices = [s for s in (_read_slice(p) for p in files) if s is not None]
     if not slices:
-        raise InputError(root, f"no DICOM image files found in folder ({len(files)} files checked)")
+        n_sub = sum(1 for p in root.iterdir() if p.is_dir())
+        hint = (
+            f"; it has {n_sub} subfolder(s): point the sample sheet at the series folder itself"
+            if n_sub
+            else ""
+        )
+        raise InputError(
+            root, f"no DICOM image files found in folder ({len(files)} files checked){hint}"
+        )
 
     uids = {s.series_uid for s in slices}
     if len(uids) > 1:

@@ -351,3 +351,11 @@ def test_compressed_transfer_syntax_named(tmp_path: Path) -> None:
         ds.save_as(f)
     with pytest.raises(io.InputError, match="transfer syntax JPEG Baseline"):
         io.load_scan(tmp_path / "s")
+
+
+def test_series_in_subfolder_hint(tmp_path: Path) -> None:
+    """A study folder holding the series one level down gets a hint (synthetic)."""
+    _hand_series(tmp_path / "study" / "series1", [0.0, 3.0])
+    with pytest.raises(io.InputError, match="1 subfolder.*series folder itself"):
+        io.load_scan(tmp_path / "study")
+    assert io.load_scan(tmp_path / "study" / "series1").data.shape == (2, 6, 5)
