@@ -278,25 +278,56 @@ def trusted_band(instances: np.ndarray) -> tuple[int, int]:
     return int(math.floor(centre.min())), int(math.ceil(centre.max())) + 1
 
 
+#: an unannotated disc lies within this distance (mm) of an annotated vertebral body
+#: (it touches the endplates; half a disc height plus bulging)
+DISC_NEAR_BODY_MM = 12.0
+#: an unannotated vertebral body lies within this distance (mm) of an annotated disc
+#: (bodies sit between discs; half the tallest lumbar body plus margin)
+BODY_NEAR_DISC_MM = 22.0
+#: outside this AP / lateral margin (mm) around the annotated column nothing is spine
+COLUMN_MARGIN_MM = 40.0
+
+
 def target_codes(sample: LoadedSample) -> np.ndarray:
     """Per-voxel loss codes (uint8, canonical order) for a partially labelled sample.
 
     * annotated voxels -> their class (``CODE_BODY`` / ``CODE_DISC``);
-    * other voxels inside the trusted band (:func:`trusted_band`) -> "anything but the
-      annotated class" (``CODE_NOT_BODY`` / ``CODE_NOT_DISC``): a body-only mask cannot tell
-      background from a disc, so both stay allowed;
-    * outside the band -> ``CODE_UNKNOWN`` (no loss).  When the last annotated disc is L5-S1
-      nothing of the disc class lies below it, so the band then extends to the bottom.
+    * inside the trusted band (:func:`trusted_band`), near the annotated structures (within
+      ``DISC_NEAR_BODY_MM`` of a body / ``BODY_NEAR_DISC_MM`` of a disc) -> "anything but
+      the annotated class" (``CODE_NOT_BODY`` / ``CODE_NOT_DISC``): a body-only mask cannot
+      tell background from a disc there, so both stay allowed;
+    * inside the band but farther away -> ``CODE_BG``: every disc of those levels touches
+      an annotated body (and every body lies between annotated discs), so such voxels are
+      background for sure.  Without these certain negatives the merged "not body" class
+      lets the model paint discs anywhere in the soft tissue of VB scans.
+    * outside the band -> ``CODE_UNKNOWN`` (no loss) within ``COLUMN_MARGIN_MM`` (AP and
+      lateral) of the annotated column (unannotated levels may lie there), ``CODE_BG``
+      beyond it.  When the last annotated disc is L5-S1 no disc lies below it: the rows
+      below are ``CODE_NOT_DISC`` (the sacrum is a vertebra) within the column margin.
     """
-    inst = sample.instances
+    from scipy import ndimage
+
+    inst = np.asarray(sample.instances)
+    sp = sample.spacing_mm
+    ann = inst > 0
     (cls,) = tuple(sample.meta.labeled_classes)
     lo, hi = trusted_band(inst)
     names = sample.meta.level_names
+    # AP / lateral envelope of the column: the annotated mask projected along SI
+    proj = ann.any(axis=1)  # (slice, AP)
+    d2 = ndimage.distance_transform_edt(~proj, sampling=(sp[0], sp[2]))
+    envelope = np.broadcast_to((d2 <= COLUMN_MARGIN_MM)[:, None, :], inst.shape)
+    codes = np.where(envelope, CODE_UNKNOWN, CODE_BG).astype(np.uint8)
+    # distance (mm) of every voxel of the band to the nearest annotated voxel
+    band = (slice(None), slice(lo, hi), slice(None))
+    d3 = ndimage.distance_transform_edt(~ann[band], sampling=sp)
+    near = DISC_NEAR_BODY_MM if cls == BODY else BODY_NEAR_DISC_MM
+    maybe = CODE_NOT_BODY if cls == BODY else CODE_NOT_DISC
+    codes[band] = np.where(d3 <= near, maybe, CODE_BG)
     if cls == DISC and names and names[max(names)] == "L5-S1":
-        hi = inst.shape[1]
-    codes = np.full(inst.shape, CODE_UNKNOWN, dtype=np.uint8)
-    codes[:, lo:hi, :] = CODE_NOT_BODY if cls == BODY else CODE_NOT_DISC
-    codes[inst > 0] = CODE_BODY if cls == BODY else CODE_DISC
+        below = codes[:, hi:, :]
+        below[envelope[:, hi:, :]] = CODE_NOT_DISC
+    codes[ann] = CODE_BODY if cls == BODY else CODE_DISC
     return codes
 
 
