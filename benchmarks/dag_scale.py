@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -106,11 +107,14 @@ def aggregate(root: Path, sub_dir: Path, sheet: Path) -> tuple[float, float]:
     cmd = [sys.executable, "-m", "spinecensus.cohort", "aggregate", "--subjects-dir",
            str(sub_dir), "--sheet", str(sheet), "--out", str(root / "tables"),
            "--config", json.dumps({"samples": str(sheet)})]  # fmt: skip
-    t, cpu0 = time.perf_counter(), _child_cpu()
-    subprocess.run(cmd, check=True, cwd=REPO)
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO)
+    _, status, ru = os.wait4(proc.pid, 0)  # this child's own rusage (CPU, peak RSS)
     dt = time.perf_counter() - t
-    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
-    return dt, _child_cpu() - cpu0, rss_mb
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"aggregate failed ({proc.returncode})")
+    return dt, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024  # KiB on Linux
 
 
 def main() -> int:
@@ -118,6 +122,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=10833)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--skip-dry-run", action="store_true")
+    ap.add_argument("--reuse", action="store_true", help="reuse per-subject files in --workdir")
     args = ap.parse_args()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="dag_scale_"))
     root.mkdir(parents=True, exist_ok=True)
@@ -129,8 +134,11 @@ def main() -> int:
         jobs = {p[0]: int(p[1]) for p in pairs if len(p) == 2 and p[1].isdigit()}
         print(f"snakemake -n: {dt:.1f} s wall, {cpu:.1f} s CPU (target < 60 s): jobs {jobs}")
     t = time.perf_counter()
-    sub_dir, agg_sheet = make_subject_outputs(root, args.n)
-    print(f"wrote {args.n} synthetic per-subject outputs in {time.perf_counter() - t:.1f} s")
+    if args.reuse and (root / "agg_samples.tsv").exists():
+        sub_dir, agg_sheet = root / "subjects", root / "agg_samples.tsv"
+    else:
+        sub_dir, agg_sheet = make_subject_outputs(root, args.n)
+        print(f"wrote {args.n} synthetic per-subject outputs in {time.perf_counter() - t:.1f} s")
     dt, cpu, rss = aggregate(root, sub_dir, agg_sheet)
     import pyarrow.parquet as pq
 

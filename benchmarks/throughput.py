@@ -34,13 +34,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _bench_seconds(folder: Path) -> list[float]:
+def _bench_seconds(folder: Path, column: str = "s") -> list[float]:
+    """One value per job from Snakemake benchmark files (``s`` wall, ``cpu_time`` CPU)."""
     out = []
     for f in sorted(folder.glob("*.tsv")):
         with open(f) as fh:
             rows = list(csv.DictReader(fh, delimiter="\t"))
-        if rows:
-            out.append(float(rows[0]["s"]))
+        if rows and rows[0].get(column) not in (None, "", "NA"):
+            out.append(float(rows[0][column]))
     return out
 
 
@@ -84,6 +85,20 @@ def analyse_run(results: Path, wall_s: float | None) -> dict[str, float]:
         if job_s
         else float("nan"),
     }
+    # CPU seconds of every job: on a busy shared machine wall times inflate, CPU does not;
+    # sum / cores estimates the run's wall time on idle cores
+    bench = results / "benchmarks"
+    cpu = {
+        "segment": sum(_bench_seconds(bench / "segment", "cpu_time")),
+        "analyse": sum(_bench_seconds(bench / "analyse", "cpu_time")),
+    }
+    for name in ("synthesize", "aggregate", "cohort_qc"):
+        f = bench / f"{name}.tsv"
+        if f.exists():
+            cpu[name] = sum(float(r["cpu_time"]) for r in csv.DictReader(open(f), delimiter="\t"))
+    for k, v in cpu.items():
+        res[f"cpu_{k}_s"] = v
+    res["cpu_total_s"] = sum(cpu.values())
     if wall_s:
         res["wall_s"] = wall_s
         res["subjects_per_min"] = 60.0 * n / wall_s
