@@ -75,11 +75,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "demo": {
         "n_expert": 16,
-        "n_cohort": 32,
+        "n_cohort": 24,
         "crops_per_subject": 8,
-        "n_eval_per_v": 20,
+        "n_eval_per_v": 15,
         "seg_steps": 300,
-        "lab_steps": 120,
+        "lab_steps": 100,
         "batch_size": 8,
         "synthetic_preset": "default",
     },
@@ -140,6 +140,9 @@ class TrainConfig:
     sacralization: float = 0.036
     synthetic_preset: str = "tiny"
     log_every: int = 25
+    #: wall-clock budgets (s) per network; None = exactly seg_steps / lab_steps steps
+    seg_max_seconds: float | None = None
+    lab_max_seconds: float | None = None
     segmentation: dict[str, Any] = dataclasses.field(
         default_factory=lambda: dict(SEGMENTATION_DEFAULTS)
     )
@@ -304,13 +307,20 @@ def train_network(
     log_path: str | os.PathLike[str] | None = None,
     name: str = "model",
     amp: str | None = "auto",
+    max_seconds: float | None = None,
 ) -> tuple[torch.nn.Module, list[float]]:
     """Train a fresh network from ``spec`` on ``bank``: cross-entropy + soft Dice, AdamW,
-    one-cycle schedule.  Seeded (torch and numpy).  Returns the network and per-step losses;
+    warm-up + cosine schedule.  Seeded (torch and numpy).  Returns the network and per-step losses;
     progress goes to the log (and ``log_path`` as TSV: step, loss, seconds).
 
     ``amp``: bf16 autocast + channels_last (``"bf16"``), fp32 (None) or ``"auto"`` = bf16 on
     CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX: about 3x faster here), else fp32.
+
+    ``max_seconds``: wall-clock budget.  The learning-rate schedule (linear warm-up, cosine
+    decay) then follows ``max(step / steps, elapsed / max_seconds)`` and training stops when
+    that reaches 1, so a run on a busy machine still ends annealed, on time, with fewer steps
+    (the number done is ``len(losses)``).  Without it the run is exactly ``steps`` steps and
+    bit-reproducible for a seed.
     """
     import torch
 
@@ -323,13 +333,18 @@ def train_network(
     if use_bf16:
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15
-    )
     losses: list[float] = []
     t0 = time.perf_counter()
     rows = ["step\tloss\tseconds"]
+    progress = 0.0
     for step in range(1, steps + 1):
+        # warm-up over the first 10 %, then cosine decay to 1 % of lr
+        for group in opt.param_groups:
+            group["lr"] = lr * (
+                progress / 0.1 + 0.01
+                if progress < 0.1
+                else 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (progress - 0.1) / 0.9))
+            )
         x, y = _sample_batch(bank, rng, batch_size, crop)
         x, y = x.to(device), y.to(device)
         if use_bf16:
@@ -341,13 +356,18 @@ def train_network(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
         losses.append(float(loss.detach()))
-        if step % log_every == 0 or step == steps:
+        progress = step / steps
+        if max_seconds:
+            progress = max(progress, (time.perf_counter() - t0) / max_seconds)
+        last = progress >= 1.0 or step == steps
+        if step % log_every == 0 or last:
             mean = float(np.mean(losses[-log_every:]))
             el = time.perf_counter() - t0
             log.info("%s step %d/%d loss %.4f (%.0f s)", name, step, steps, mean, el)
             rows.append(f"{step}\t{mean:.5f}\t{el:.1f}")
+        if last:
+            break
     if log_path is not None:
         with atomic_path(log_path) as tmp:
             tmp.write_text("\n".join(rows) + "\n")
@@ -441,6 +461,7 @@ def train_segmentation(config: dict[str, Any] | None, out: str | os.PathLike[str
     net, losses = train_network(
         spec, bank, cfg.seg_steps, cfg.batch_size, cfg.seg_crop, cfg.seed, cfg.lr,
         cfg.device, cfg.log_every, Path(out).with_suffix(".log.tsv"), "segmentation",
+        max_seconds=cfg.seg_max_seconds,
     )  # fmt: skip
     # Dice on fresh subjects (never used for training)
     model = SegmentationModel.from_network(net, spec, amp=_infer_amp(cfg))
@@ -460,7 +481,8 @@ def train_segmentation(config: dict[str, Any] | None, out: str | os.PathLike[str
     spec.metrics = metrics
     _save(net, spec, out, {
         "data": "synthetic expert subset (spinecensus.synthetic ground truth)",
-        "n_subjects": len(seeds), "seeds": [seeds[0], seeds[-1]], "steps": cfg.seg_steps,
+        "n_subjects": len(seeds), "seeds": [seeds[0], seeds[-1]], "steps": len(losses),
+        "max_seconds": cfg.seg_max_seconds,
         "batch_size": cfg.batch_size, "crop": list(cfg.seg_crop), "lr": cfg.lr,
         "synthetic_preset": cfg.synthetic_preset, "size": cfg.size,
     })  # fmt: skip
@@ -627,6 +649,7 @@ def train_labeler(
     net, losses = train_network(
         spec, bank, cfg.lab_steps, cfg.batch_size, cfg.lab_crop, cfg.seed + 1, cfg.lr,
         cfg.device, cfg.log_every, Path(out).with_suffix(".log.tsv"), name,
+        max_seconds=cfg.lab_max_seconds,
     )  # fmt: skip
     spec.metrics = {
         "synthetic": True,
@@ -634,7 +657,8 @@ def train_labeler(
         "train_seconds": round(time.perf_counter() - t0, 1),
     }
     _save(net, spec, out, {
-        "data": f"{Path(crops).name}: {n} small-FOV crops (synthetic)", "steps": cfg.lab_steps,
+        "data": f"{Path(crops).name}: {n} small-FOV crops (synthetic)", "steps": len(losses),
+        "max_seconds": cfg.lab_max_seconds,
         "batch_size": cfg.batch_size, "crop": list(cfg.lab_crop), "lr": cfg.lr,
         "size": cfg.size,
     })  # fmt: skip
