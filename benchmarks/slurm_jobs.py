@@ -77,7 +77,7 @@ def dry_run(work: Path, profile: Path, n: int) -> tuple[int, dict[str, int], flo
 def _prepare(tmp: Path) -> tuple[Path, Path, Path]:
     """A copy of the workflow, profiles/slurm as shipped, and a copy without its grouping."""
     work = tmp / "wf"
-    work.mkdir()
+    work.mkdir(parents=True)
     for name in (*WORKFLOW_FILES, "profiles"):
         src = REPO / name
         if src.is_dir():
