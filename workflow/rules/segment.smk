@@ -17,8 +17,9 @@ rule segment:
         CONDA_ENV
     threads: int(SEG.get("threads", 2))
     resources:
-        mem_mb=int(SEG.get("mem_mb", 4000)),
-        runtime=int(SEG.get("runtime", 60)),
+        # x attempt: a retry (profiles/slurm: retries 1) is resubmitted with twice the memory/time
+        mem_mb=lambda wildcards, attempt: int(SEG.get("mem_mb", 4000)) * attempt,
+        runtime=lambda wildcards, attempt: int(SEG.get("runtime", 60)) * attempt,
         gpu=1 if DEVICE.startswith("cuda") else 0,
     params:
         subjects=lambda wildcards: BATCHES[wildcards.batch],
