@@ -126,6 +126,11 @@ def test_sheet_cohort_failures_and_single_subject_rerun(tmp_path):
         "normal", "lumbarization", "sacralization"]  # fmt: skip
     assert subjects.loc["P02", "sex"] == "M" and not subjects.loc["BAD", "processed"]
 
+    # documented single-subject rerun: --forcerun <its summary.json> -> its analysis + tables
+    dry = _snakemake(work, "-n", "--forcerun", "results/subjects/P03/summary.json")
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout, flags=re.M))
+    assert "segment" not in stats and stats.get("analyse") == "1", dry.stdout[-2000:]
+
     # batches of 2 over sorted IDs: [BAD, GONE], [P01, P02], [P03]; a changed image (content:
     # snakemake ignores a bare touch of an unchanged file) reruns its batch, the batch's two
     # analyses and the aggregate, nothing else
