@@ -203,7 +203,8 @@ def evaluate_subject(
     n_ref = len(level_rows)
     n_det = sum(r["detected"] for r in level_rows)
     if n_ref and n_det == 0:
-        misses = [f"none of the {n_ref} annotated {kind}s detected"]
+        plural = "vertebral bodies" if kind == "vertebra" else "discs"
+        misses = [f"none of the {n_ref} annotated {plural} detected"]
     named = [r for r in level_rows if r["name_correct"] is not None]
     row: dict[str, Any] = {
         "model": model_name,
@@ -239,7 +240,8 @@ def evaluate_model(
     model_name: str,
     split_side: str = "validation",
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
-    """Predict every sample with ``model`` and evaluate.
+    """Predict every sample with ``model`` (``predict_semantic``: largest spine component,
+    as the pipeline does) and evaluate.
 
     Returns ``(subject_table, level_table, predictions)`` (predictions keyed by subject, for
     QC figures).
@@ -247,8 +249,11 @@ def evaluate_model(
     import pandas as pd
 
     rows, levels, preds = [], [], {}
+    # the pipeline's cleaned prediction (largest connected spine component) where the model
+    # offers it: what a user's cohort run would split and name
+    predict = getattr(model, "predict_semantic", model.predict)
     for s in samples:
-        pred = model.predict(np.asarray(s.scan.data, dtype=np.float32), s.spacing_mm)
+        pred = predict(np.asarray(s.scan.data, dtype=np.float32), s.spacing_mm)
         ev = evaluate_subject(s, pred, model_name, split_side)
         rows.append(ev.row)
         levels.extend(ev.levels)

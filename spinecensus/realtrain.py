@@ -517,7 +517,8 @@ def synthetic_dice(model: Any, cfg: RealRunConfig, model_name: str) -> list[dict
     for i in range(cfg.n_synthetic_eval):
         sd = cfg.seed * 1_000_000 + SYNTH_EVAL_OFFSET + i
         sub = _synthetic_subject(cfg, sd)
-        pred = model.predict(np.asarray(sub.image, dtype=np.float32), sub.spacing_mm)
+        predict = getattr(model, "predict_semantic", model.predict)
+        pred = predict(np.asarray(sub.image, dtype=np.float32), sub.spacing_mm)
         sem = np.asarray(sub.semantic)
         split = realeval.safe_split(pred, sub.spacing_mm)
         anchor = realeval.sacrum_anchor_names(split.kinds, split.voxel_counts)
