@@ -141,7 +141,7 @@ class SegmentationInference:
     ) -> SegmentationResult:
         """Segment ``volume`` (numpy array in RAS order or nibabel image); see module doc."""
         canon, sp, back = self._canonical(volume, spacing)
-        semantic = self.model.predict(canon, sp).astype(np.uint8)
+        semantic = self.model.predict_semantic(canon, sp).astype(np.uint8)
         if only_2class_segmentation:
             return SegmentationResult(back(semantic), None, {})
         from spinecensus import labeling, split

@@ -422,6 +422,13 @@ class SegmentationModel:
             yield start, from_network_grid(logits.float().cpu(), geo)
 
     # -- outputs ----------------------------------------------------------------------
+    def predict_semantic(
+        self, volume: np.ndarray, spacing_mm: tuple[float, float, float]
+    ) -> np.ndarray:
+        """Semantic mask (0/1/2) cleaned for splitting: :meth:`predict` then only the
+        largest connected component of the spine (see :func:`largest_component`)."""
+        return largest_component(self.predict(volume, spacing_mm))
+
     def predict(self, volume: np.ndarray, spacing_mm: tuple[float, float, float]) -> np.ndarray:
         """Arg-max class per voxel, uint8, same shape as ``volume`` (canonical order)."""
         out = np.zeros(np.shape(volume), dtype=np.uint8)
@@ -472,6 +479,25 @@ class SegmentationModel:
         empty = counts[1:] == 0
         struct[empty] = -math.log(c - 1)
         return struct.numpy()
+
+
+def largest_component(semantic: np.ndarray) -> np.ndarray:
+    """Keep only the largest 26-connected component of the foreground (vertebra | disc).
+
+    The column is one connected object (bodies and discs touch), so anything else - a
+    stray blob in a lateral slice, a posterior element mistaken for a body - is a false
+    positive that would break the instance split.  Same rule as the published package.
+    """
+    import cc3d
+
+    sem = np.asarray(semantic)
+    fg = sem > 0
+    if not fg.any():
+        return sem.copy()
+    cc = cc3d.connected_components(fg, connectivity=26)
+    sizes = np.bincount(cc.ravel())
+    sizes[0] = 0
+    return np.where(cc == int(np.argmax(sizes)), sem, 0).astype(sem.dtype)
 
 
 # --------------------------------------------------------------------------- files

@@ -75,11 +75,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "demo": {
         "n_expert": 16,
-        "n_cohort": 24,
+        "n_cohort": 48,
         "crops_per_subject": 8,
-        "n_eval_per_v": 15,
-        "seg_steps": 300,
-        "lab_steps": 100,
+        "n_eval_per_v": 25,
+        "seg_steps": 1200,
+        "lab_steps": 1000,
         "batch_size": 8,
         "synthetic_preset": "default",
     },
@@ -515,7 +515,7 @@ def autolabel_cohort(
     for i in range(cfg.n_cohort):
         seed = subject_seed(cfg, COHORT_OFFSET, i)
         sub = make_subject(cfg, seed)
-        sem = model.predict(sub.image, sub.spacing_mm)
+        sem = model.predict_semantic(sub.image, sub.spacing_mm)
         res = split.split_instances(sem, sub.spacing_mm)
         row: dict[str, Any] = {"seed": seed, "valid": bool(res.valid)}
         if res.valid:

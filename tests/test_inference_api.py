@@ -28,6 +28,8 @@ class IdentityModel:
     def predict(self, volume, spacing_mm):
         return np.rint(np.asarray(volume)).astype(np.uint8)
 
+    predict_semantic = predict
+
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):

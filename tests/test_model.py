@@ -187,6 +187,18 @@ def test_export_onnx_cli(tiny_weights, tmp_path):
     assert out.exists() and json.loads(M.sidecar_path(out).read_text())["layout"] == "thesis"
 
 
+def test_largest_component_drops_stray_blobs():
+    sem = np.zeros((3, 20, 10), np.uint8)
+    sem[1, 2:12, 3:6] = 1
+    sem[1, 12:14, 3:6] = 2  # touches the body: same component
+    sem[0, 18, 8] = 1  # stray voxel
+    sem[2, 0, 0] = 2  # stray disc voxel
+    out = M.largest_component(sem)
+    assert out[0, 18, 8] == 0 and out[2, 0, 0] == 0
+    np.testing.assert_array_equal(out[1], sem[1])
+    assert M.largest_component(np.zeros((2, 2, 2), np.uint8)).sum() == 0
+
+
 def test_labeling_classes_union_schema():
     cls = M.labeling_classes()
     assert len(cls) == 50 and cls[0] == "background" and cls[1] == "C2" and cls[-1] == "S1"
@@ -242,7 +254,7 @@ def test_shipped_segmentation_dice_and_whole_spine_labeling(fresh_subjects):
     model = _shipped()
     dices, accs = [], []
     for sub in fresh_subjects:
-        pred = model.predict(sub.image, sub.spacing_mm)
+        pred = model.predict_semantic(sub.image, sub.spacing_mm)
         d = training.dice_per_class(pred, np.asarray(sub.semantic), [1, 2])
         dices.append((d[1], d[2]))
         res = split.split_instances(pred, sub.spacing_mm)
