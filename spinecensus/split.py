@@ -62,6 +62,10 @@ from spinecensus.io import InputError
 CANONICAL_CRANIAL: tuple[float, float, float] = (0.0, -1.0, 0.0)
 UNSPLITTABLE_NO_DISCS = "unsplittable: no intervertebral discs found"
 UNSPLITTABLE_EMPTY = "unsplittable: empty mask (no vertebra or disc voxels)"
+#: a spine has at most 24 discs (C2-C3 .. L6-S1); far more disc components means the mask is
+#: not a spine segmentation (e.g. a failed model on a non-spine image).  Refusing early also
+#: bounds the work: the merge loop below refits planes once per merge.
+MAX_DISC_COMPONENTS = 48
 
 #: rows of the matrix product are processed in chunks to bound peak memory (voxels)
 _CHUNK = 1 << 18
@@ -433,6 +437,13 @@ def split_instances(
     keep = (cnt >= max(min_disc_voxels, 1)) | (cut & (cnt >= max(2, fragment_voxels // 5)))
     if not np.any(keep):
         return _empty_result(sem.shape, spacing3, UNSPLITTABLE_NO_DISCS + " (only fragments)")
+    if int(keep.sum()) > MAX_DISC_COMPONENTS:
+        return _empty_result(
+            sem.shape,
+            spacing3,
+            f"unsplittable: implausible mask with {int(keep.sum())} disc components "
+            f"(a spine has at most 24 discs; not a spine segmentation?)",
+        )
     # group id per component: kept components are discs; merging may join groups later
     group = np.full(n_cc, -1, dtype=np.intp)
     group[keep] = np.arange(int(keep.sum()))

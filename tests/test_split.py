@@ -338,3 +338,17 @@ def test_split_line_shaped_masks(shape):
         assert np.array_equal(r.instances > 0, sem > 0)
     else:
         assert not r.valid and r.invalid_reason.startswith("unsplittable")
+
+
+def test_implausibly_many_disc_components_is_a_quick_verdict() -> None:
+    """A speckled 'disc' class (hundreds of blobs, as a failed model on a non-spine image
+    produces) ends as an unsplittable verdict instead of hundreds of plane refits."""
+    rng = np.random.default_rng(0)
+    sem = np.ones((20, 60, 60), dtype=np.uint8)
+    blobs = rng.random(sem.shape) < 0.05
+    sem[blobs] = 2
+    result = split_instances(sem, (1.0, 1.0, 1.0), min_disc_voxels=1)
+    assert not result.valid
+    assert result.invalid_reason is not None
+    assert result.invalid_reason.startswith("unsplittable: implausible")
+    assert int(result.instances.max()) == 0
