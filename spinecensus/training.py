@@ -73,7 +73,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 8,
         "synthetic_preset": "tiny",
     },
-    # what produced the shipped weights (1 thread: ~15 min segmentation + 2 x 4 min labelers
+    # what produced the shipped weights (1 thread: ~15 min segmentation + 2 x 7 min labelers
     # on a loaded 2-core machine)
     "demo": {
         "n_expert": 16,
@@ -81,7 +81,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "crops_per_subject": 8,
         "n_eval_per_v": 15,
         "seg_steps": 1200,
-        "lab_steps": 250,
+        "lab_steps": 900,
         "batch_size": 8,
         "synthetic_preset": "default",
     },
