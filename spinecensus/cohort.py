@@ -404,7 +404,7 @@ def segment_batch(
             scan = load_checked(images[i])
             t1 = time.perf_counter()
             if model is not None:
-                semantic = model.predict(scan.data, scan.spacing_mm)
+                semantic = model.predict_semantic(scan.data, scan.spacing_mm)
             else:
                 if semantics is None or not semantics[i]:
                     raise InputError(images[i], "ground_truth method needs a semantic mask")
