@@ -248,3 +248,22 @@ def test_count_labels_on_synthetic_subjects(synthetic_subjects):
         assert lab.id_to_name == s.id_to_name, s.subject
         assert lab.transitional_status == s.anomaly, s.subject
         assert lab.lumbar_count == labels.LUMBAR_COUNT[s.anomaly]
+
+
+def test_missed_disc_is_flagged_and_withholds_the_status() -> None:
+    """Synthetic: erasing one thoracic disc from a ground-truth mask (what a segmentation
+    that misses a thin disc produces) merges two vertebrae; the split stays valid, but the
+    count labeling must not report the shifted count as a transitional status."""
+    from spinecensus import synthetic
+    from spinecensus.split import split_instances
+
+    subj = synthetic.generate_subject(3, "normal", synthetic.SyntheticConfig.tiny())
+    r = split_instances(subj.semantic, subj.spacing_mm)
+    assert count_labels(r).transitional_status == "normal"
+    name_to_id = {v: k for k, v in subj.id_to_name.items()}
+    sem = subj.semantic.copy()
+    sem[subj.instances == name_to_id["T6-T7"]] = 1
+    merged = split_instances(sem, subj.spacing_mm)
+    lab = count_labels(merged)
+    assert lab.transitional_status == "undetermined"
+    assert any(f.startswith("missed_disc_suspected") for f in lab.qc_flags)
