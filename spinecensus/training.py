@@ -44,6 +44,7 @@ from spinecensus.model import (
     SegmentationModel,
     build_network,
     load_model,
+    load_network,
     neighbour_index,
     normalise_volume,
     plan_geometry,
@@ -310,8 +311,10 @@ def train_network(
     name: str = "model",
     amp: str | None = "auto",
     max_seconds: float | None = None,
+    init_weights: str | os.PathLike[str] | None = None,
+    class_weights: Sequence[float] | None = None,
 ) -> tuple[torch.nn.Module, list[float]]:
-    """Train a fresh network from ``spec`` on ``bank``: cross-entropy + soft Dice, AdamW,
+    """Train a network from ``spec`` on ``bank``: cross-entropy + soft Dice, AdamW,
     warm-up + cosine schedule.  Seeded (torch and numpy).  Returns the network and per-step losses;
     progress goes to the log (and ``log_path`` as TSV: step, loss, seconds).
 
@@ -323,6 +326,11 @@ def train_network(
     that reaches 1, so a run on a busy machine still ends annealed, on time, with fewer steps
     (the number done is ``len(losses)``).  Without it the run is exactly ``steps`` steps and
     bit-reproducible for a seed.
+
+    ``init_weights``: a ``.pt`` + sidecar to fine-tune from (its spec must equal ``spec`` in
+    architecture and classes) instead of a fresh initialisation.  ``class_weights``: one
+    cross-entropy weight per class (e.g. up-weight thin discs); the soft Dice term is
+    unchanged.
     """
     import torch
 
@@ -331,7 +339,22 @@ def train_network(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     use_bf16 = amp == "bf16" or (amp == "auto" and bf16_is_fast(device))
-    net = build_network(spec).to(device).train()
+    if init_weights is not None:
+        net, init_spec = load_network(init_weights)
+
+        def arch(s: ModelSpec) -> tuple:
+            return s.n_classes, s.encoder, s.encoder_depth, tuple(s.decoder_channels)
+
+        if arch(init_spec) != arch(spec):
+            raise ValueError(f"{name}: init_weights {init_weights} do not match the spec")
+        net = net.to(device).train()
+    else:
+        net = build_network(spec).to(device).train()
+    ce_weight = (
+        None
+        if class_weights is None
+        else torch.as_tensor(list(class_weights), dtype=torch.float32, device=device)
+    )
     if use_bf16:
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
@@ -354,7 +377,8 @@ def train_network(
         with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=use_bf16):
             logits = net(x)
         logits = logits.float()
-        loss = torch.nn.functional.cross_entropy(logits, y) + _dice_loss(logits, y)
+        ce = torch.nn.functional.cross_entropy(logits, y, weight=ce_weight)
+        loss = ce + _dice_loss(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -150,3 +150,31 @@ def test_pipeline_steps_tiny(tmp_path):
     df = pd.read_parquet(tmp_path / "eval.parquet")
     assert set(df.V) == set(T.EVAL_V) and set(df.model) == set(models)
     assert "SYNTHETIC" in (tmp_path / "eval.md").read_text()
+
+
+def test_fine_tune_starts_from_init_weights(tmp_path):
+    """init_weights: 0 steps of "training" returns the saved network (synthetic phantom);
+    class_weights reach the loss; a mismatching architecture is refused."""
+    from spinecensus.model import load_network, save_weights
+
+    ph = make_phantom(spacing_mm=(4.0, 2.0, 2.0))
+    spec = tiny_seg_spec()
+    bank = T.to_bank([(fake_image(ph.semantic), ph.semantic, ph.spacing_mm)], spec)
+    net, _ = T.train_network(spec, bank, 3, 2, (64, 64), seed=1)
+    save_weights(net, spec, tmp_path / "w.pt")
+    saved, _ = load_network(tmp_path / "w.pt")
+    # lr 0: fine-tuning leaves the (fp16-rounded) starting weights unchanged
+    tuned, a = T.train_network(
+        spec, bank, 2, 2, (64, 64), seed=5, lr=0.0, init_weights=tmp_path / "w.pt"
+    )
+    for k, v in saved.state_dict().items():
+        if v.is_floating_point() and "running" not in k:
+            assert torch.equal(tuned.state_dict()[k], v), k
+    _, b = T.train_network(
+        spec, bank, 2, 2, (64, 64), seed=5, lr=0.0, init_weights=tmp_path / "w.pt",
+        class_weights=(1.0, 1.0, 5.0),
+    )  # fmt: skip
+    assert a != b
+    other = ModelSpec(encoder_depth=3, decoder_channels=(32, 16, 8), target_spacing_mm=(3, 3))
+    with pytest.raises(ValueError, match="init_weights"):
+        T.train_network(other, bank, 1, 2, (64, 64), seed=0, init_weights=tmp_path / "w.pt")
