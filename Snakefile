@@ -23,6 +23,7 @@ include: "workflow/rules/segment.smk"
 include: "workflow/rules/analyse.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/train_real.smk"
 
 
 localrules:

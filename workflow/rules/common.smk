@@ -102,3 +102,33 @@ def seg_signature():
 wildcard_constraints:
     subject="[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
     batch=r"b\d{5}",
+
+
+# --- training targets (workflow/rules/train.smk, train_real.smk) ------------------------------
+TRAIN_DIR = "results/train"
+
+
+def _train_config(threads):
+    return {**config.get("train", {}), "threads": threads}
+
+
+TRAIN_REAL_DIR = "results/train_real"
+_TR = config.get("train_real", {}) or {}
+REAL_VARIANTS = list(
+    _TR.get("variants", ["real_only", "scratch_mixed", "pretrained_mixed"])
+)
+
+
+def _train_real_config(threads):
+    return {**(config.get("train_real", {}) or {}), "threads": threads}
+
+
+def _shipped_weights():
+    from spinecensus.realtrain import RealRunConfig
+
+    return str(RealRunConfig.from_dict(_TR).pretrained_path())
+
+
+def _real_eval_models(weights):
+    """Models compared by train_real_evaluate: the shipped synthetic-only weights first."""
+    return {"synthetic_only": _shipped_weights(), **dict(zip(REAL_VARIANTS, weights))}

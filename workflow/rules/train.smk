@@ -26,13 +26,6 @@
 #   #                input_size, weights_dtype}, labeling: {...same keys}
 
 
-TRAIN_DIR = "results/train"
-
-
-def _train_config(threads):
-    return {**config.get("train", {}), "threads": threads}
-
-
 rule train:
     input:
         f"{TRAIN_DIR}/eval.parquet",
@@ -45,6 +38,8 @@ rule train_segmentation:
         sidecar=f"{TRAIN_DIR}/segmentation.json",
     log:
         f"{TRAIN_DIR}/logs/train_segmentation.log",
+    benchmark:
+        f"{TRAIN_DIR}/benchmarks/train_segmentation.tsv"
     threads: workflow.cores
     run:
         from spinecensus import training
@@ -61,6 +56,8 @@ rule train_autolabel:
         summary=f"{TRAIN_DIR}/autolabels.json",
     log:
         f"{TRAIN_DIR}/logs/train_autolabel.log",
+    benchmark:
+        f"{TRAIN_DIR}/benchmarks/train_autolabel.tsv"
     threads: workflow.cores
     run:
         from spinecensus import training
@@ -78,6 +75,8 @@ rule train_crops:
         f"{TRAIN_DIR}/crops.npz",
     log:
         f"{TRAIN_DIR}/logs/train_crops.log",
+    benchmark:
+        f"{TRAIN_DIR}/benchmarks/train_crops.tsv"
     run:
         from spinecensus import training
 
@@ -90,6 +89,8 @@ rule train_expert_crops:
         f"{TRAIN_DIR}/expert_crops.npz",
     log:
         f"{TRAIN_DIR}/logs/train_expert_crops.log",
+    benchmark:
+        f"{TRAIN_DIR}/benchmarks/train_expert_crops.tsv"
     run:
         from spinecensus import training
 
@@ -105,6 +106,8 @@ rule train_labeler:
         sidecar=f"{TRAIN_DIR}/{{which}}.json",
     log:
         f"{TRAIN_DIR}/logs/train_{{which}}.log",
+    benchmark:
+        f"{TRAIN_DIR}/benchmarks/train_{{which}}.tsv"
     wildcard_constraints:
         which="labeler|control",
     threads: workflow.cores
@@ -126,6 +129,8 @@ rule train_evaluate:
         markdown=f"{TRAIN_DIR}/eval.md",
     log:
         f"{TRAIN_DIR}/logs/train_evaluate.log",
+    benchmark:
+        f"{TRAIN_DIR}/benchmarks/train_evaluate.tsv"
     threads: workflow.cores
     run:
         from spinecensus import training

@@ -18,22 +18,6 @@
 #   #   batch: {batch_size, volumes_per_step, crop_si, fg_fraction},
 #   #   augment: {scale, slice_gain, gamma, bias, noise, rotation_deg, zoom, flip_lr}
 
-TRAIN_REAL_DIR = "results/train_real"
-_TR = config.get("train_real", {}) or {}
-REAL_VARIANTS = list(
-    _TR.get("variants", ["real_only", "scratch_mixed", "pretrained_mixed"])
-)
-
-
-def _train_real_config(threads):
-    return {**(config.get("train_real", {}) or {}), "threads": threads}
-
-
-def _shipped_weights():
-    from spinecensus.realtrain import RealRunConfig
-
-    return str(RealRunConfig.from_dict(_TR).pretrained_path())
-
 
 rule train_real:
     input:
@@ -47,6 +31,8 @@ rule train_real_variant:
         sidecar=f"{TRAIN_REAL_DIR}/{{variant}}.json",
     log:
         f"{TRAIN_REAL_DIR}/logs/train_{{variant}}.log",
+    benchmark:
+        f"{TRAIN_REAL_DIR}/benchmarks/train_{{variant}}.tsv"
     wildcard_constraints:
         variant="|".join(REAL_VARIANTS),
     threads: workflow.cores
@@ -68,17 +54,16 @@ rule train_real_evaluate:
         qc=directory(f"{TRAIN_REAL_DIR}/qc"),
     log:
         f"{TRAIN_REAL_DIR}/logs/evaluate.log",
+    benchmark:
+        f"{TRAIN_REAL_DIR}/benchmarks/evaluate.tsv"
     threads: workflow.cores
+    params:
+        cfg=lambda wildcards, threads: _train_real_config(threads),
+        models=lambda wildcards, input: _real_eval_models(input.weights),
     run:
         from spinecensus import realtrain, training
 
         training.setup_logging(log[0])
-        models = {"synthetic_only": _shipped_weights()}
-        models.update(dict(zip(REAL_VARIANTS, input.weights)))
         realtrain.evaluate_real(
-            _train_real_config(threads),
-            models,
-            output.table,
-            output.markdown,
-            qc_dir=output.qc,
+            params.cfg, params.models, *output[:2], qc_dir=output.qc
         )
