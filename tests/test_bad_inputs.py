@@ -10,31 +10,16 @@ the pure-noise image passes the input checks on purpose and ends as the analysis
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+from corpus_loader import load_corpus_module
 
 from spinecensus import checks, io
 
-_CORPUS = Path(__file__).parent / "data" / "bad" / "make_corpus.py"
-
-
-def _load_corpus_module():
-    """Import tests/data/bad/make_corpus.py (a script, not a package) once."""
-    if "make_corpus" in sys.modules:
-        return sys.modules["make_corpus"]
-    spec = importlib.util.spec_from_file_location("make_corpus", _CORPUS)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules["make_corpus"] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-make_corpus = _load_corpus_module()
+make_corpus = load_corpus_module()
 
 FILE_LEVEL = sorted(k for k, e in make_corpus.FILE_KINDS.items() if e.level == "file")
 

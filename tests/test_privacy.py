@@ -20,34 +20,19 @@ patient information.  The ``SeriesInstanceUID`` appears only as an 8-character h
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import io as pyio
 import logging
-import sys
 import warnings
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+from corpus_loader import load_corpus_module
 
 from spinecensus import checks, dicom, io
 
-_CORPUS = Path(__file__).parent / "data" / "bad" / "make_corpus.py"
-
-
-def _load_corpus_module():
-    """Import tests/data/bad/make_corpus.py (a script, not a package) once."""
-    if "make_corpus" in sys.modules:
-        return sys.modules["make_corpus"]
-    spec = importlib.util.spec_from_file_location("make_corpus", _CORPUS)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules["make_corpus"] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-make_corpus = _load_corpus_module()
+make_corpus = load_corpus_module()
 
 #: every PHI attribute we plant, with a value that is valid for its VR and recognisable
 PHI: dict[str, str] = {
