@@ -8,7 +8,8 @@
   for synthetic cohorts the planted rate and the cohort's true rate beside it.
 * :func:`volumes_png` — volume (mm³) by level, one box per vertebra/disc label.
 
-matplotlib is imported inside the functions with the non-interactive Agg backend.
+The per-subject PNG is drawn with Pillow (cheap to import in a per-subject job); the cohort
+figures use matplotlib, imported inside the functions with the non-interactive Agg backend.
 """
 
 from __future__ import annotations
@@ -48,44 +49,27 @@ def mid_sagittal_index(instances: np.ndarray) -> int:
     return int(round(float(np.average(np.arange(len(per_slice)), weights=per_slice))))
 
 
-def subject_png(
-    path: str | os.PathLike[str],
-    instances: np.ndarray,
-    id_to_name: Mapping[int, str],
-    spacing_mm: tuple[float, float, float],
-    image: np.ndarray | None = None,
-    title: str = "",
-) -> None:
-    """Mid-sagittal slice with the instance overlay and each structure's name.
+#: 20 distinct overlay colours (RGB 0-255), the "tab20" palette; instance ``i`` gets colour
+#: ``i % 20``.
+_PALETTE = np.array(
+    [
+        (31, 119, 180), (174, 199, 232), (255, 127, 14), (255, 187, 120), (44, 160, 44),
+        (152, 223, 138), (214, 39, 40), (255, 152, 150), (148, 103, 189), (197, 176, 213),
+        (140, 86, 75), (196, 156, 148), (227, 119, 194), (247, 182, 210), (127, 127, 127),
+        (199, 199, 199), (188, 189, 34), (219, 219, 141), (23, 190, 207), (158, 218, 229),
+    ],
+    dtype=np.float32,
+)  # fmt: skip
 
-    ``instances`` and ``image`` in canonical order; ``spacing_mm`` sets the pixel aspect
-    (SI / AP spacing) so anatomy is not stretched.  Names sit at the in-slice centroid of
-    each instance (instances absent from the slice are labeled at their projected centroid).
-    """
-    plt = _plt()
-    inst = np.asarray(instances)
-    k = mid_sagittal_index(inst)
-    sl = inst[k]
-    h, w = sl.shape
-    aspect = float(spacing_mm[1]) / float(spacing_mm[2])
-    fig_h = 7.0
-    fig_w = max(2.5, min(8.0, fig_h * (w * spacing_mm[2]) / max(h * spacing_mm[1], 1e-6) + 1.2))
-    fig, ax = plt.subplots(figsize=(fig_w, fig_h))
-    if image is not None:
-        im = np.asarray(image[min(k, image.shape[0] - 1)], dtype=float)
-        lo, hi = np.percentile(im, [1, 99]) if im.size else (0, 1)
-        ax.imshow(im, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=aspect)
-    else:
-        ax.imshow(np.zeros_like(sl, dtype=float), cmap="gray", aspect=aspect)
-    ids = np.arange(int(inst.max(initial=0)) + 1)
-    colours = plt.get_cmap("tab20")(ids % 20)
-    colours[0, 3] = 0.0
-    colours[1:, 3] = 0.45
-    ax.imshow(colours[sl], aspect=aspect, interpolation="nearest")
-    # centroids of every instance: in the slice if present, else over the whole volume
+
+def _centroids(
+    inst: np.ndarray, sl: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, col, shown) per instance id 0..n-1: in-slice centroid where the instance is in
+    the slice, else its projected whole-volume centroid (``shown`` False for absent ids)."""
+    ids = np.arange(n)
     rows, cols = np.nonzero(sl)
     labs = sl[rows, cols]
-    n = len(ids)
     cnt = np.bincount(labs, minlength=n).astype(float)
     r_mean = np.bincount(labs, weights=rows, minlength=n) / np.maximum(cnt, 1)
     c_mean = np.bincount(labs, weights=cols, minlength=n) / np.maximum(cnt, 1)
@@ -93,26 +77,72 @@ def subject_png(
     if missing.any():
         _, rr, cc = np.nonzero(inst)
         vl = inst[inst > 0]
-        cnt3 = np.maximum(np.bincount(vl, minlength=n).astype(float), 1)
-        r_mean[missing] = (np.bincount(vl, weights=rr, minlength=n) / cnt3)[missing]
-        c_mean[missing] = (np.bincount(vl, weights=cc, minlength=n) / cnt3)[missing]
+        cnt3 = np.bincount(vl, minlength=n).astype(float)
+        r_mean[missing] = (np.bincount(vl, weights=rr, minlength=n) / np.maximum(cnt3, 1))[missing]
+        c_mean[missing] = (np.bincount(vl, weights=cc, minlength=n) / np.maximum(cnt3, 1))[missing]
+        missing &= cnt3 > 0
+    return r_mean, c_mean, (cnt > 0) | missing
+
+
+def subject_png(
+    path: str | os.PathLike[str],
+    instances: np.ndarray,
+    id_to_name: Mapping[int, str],
+    spacing_mm: tuple[float, float, float],
+    image: np.ndarray | None = None,
+    title: str = "",
+    height_px: int = 720,
+) -> None:
+    """Mid-sagittal slice with the instance overlay and each structure's name.
+
+    ``instances`` and ``image`` in canonical order; pixels are resampled to square mm
+    (SI / AP spacing) so anatomy is not stretched, ``height_px`` rows tall.  Names sit at
+    the in-slice centroid of each instance (instances absent from the slice are labeled at
+    their projected centroid): vertebrae in white left of the body, discs in yellow right
+    of it.  Drawn with Pillow rather than matplotlib: one PNG per subject is written by a
+    per-subject job, where importing pyplot alone cost more than the split it illustrates.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    inst = np.asarray(instances)
+    k = mid_sagittal_index(inst)
+    sl = inst[k]
+    h, w = sl.shape
+    scale = height_px / max(h * float(spacing_mm[1]), 1e-6)  # px per mm
+    out_h = max(1, round(h * float(spacing_mm[1]) * scale))
+    out_w = max(1, round(w * float(spacing_mm[2]) * scale))
+    if image is not None:
+        im = np.asarray(image[min(k, image.shape[0] - 1)], dtype=np.float32)
+        lo, hi = np.percentile(im, [1, 99]) if im.size else (0.0, 1.0)
+        grey = np.clip((im - lo) / (hi - lo if hi > lo else 1.0), 0, 1) * 255
+    else:
+        grey = np.zeros(sl.shape, dtype=np.float32)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    fg = sl > 0
+    # 45 % overlay of the instance colour, as a vectorised blend over the labeled pixels
+    rgb[fg] = 0.55 * rgb[fg] + 0.45 * _PALETTE[sl[fg] % len(_PALETTE)]
+    canvas = Image.fromarray(rgb.astype(np.uint8), "RGB").resize((out_w, out_h), Image.NEAREST)
+    margin_l, margin_r, margin_t = 60, 80, 24
+    page = Image.new("RGB", (out_w + margin_l + margin_r, out_h + margin_t), "black")
+    page.paste(canvas, (margin_l, margin_t))
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.load_default()
+    n = int(inst.max(initial=0)) + 1
+    r_mean, c_mean, shown = _centroids(inst, sl, n)
+    sy, sx = out_h / h, out_w / w
     for iid, name in sorted(id_to_name.items()):
         iid = int(iid)
-        if 0 < iid < n and (cnt[iid] > 0 or missing[iid]):
-            is_disc = "-" in name
-            ax.text(
-                c_mean[iid] + (0.18 * w if is_disc else -0.02 * w),
-                r_mean[iid],
-                name,
-                color="yellow" if is_disc else "white",
-                fontsize=6 if is_disc else 7,
-                ha="left" if is_disc else "right",
-                va="center",
-            )
-    ax.set_title(f"{title}  (slice {k})", fontsize=9)
-    ax.set_axis_off()
-    fig.tight_layout()
-    _save(fig, path)
+        if not (0 < iid < n and shown[iid]):
+            continue
+        y = margin_t + (r_mean[iid] + 0.5) * sy
+        x = margin_l + (c_mean[iid] + 0.5) * sx
+        if "-" in name:  # disc: yellow, to the right of the column
+            draw.text((x + 0.18 * out_w, y), name, fill=(255, 255, 0), font=font, anchor="lm")
+        else:
+            draw.text((x - 0.05 * out_w, y), name, fill=(255, 255, 255), font=font, anchor="rm")
+    draw.text((4, 4), f"{title}  (slice {k})", fill=(255, 255, 255), font=font)
+    with atomic_path(path) as tmp:
+        page.save(tmp, format="PNG")
 
 
 def failure_png(path: str | os.PathLike[str], subject: str, rule: str, error: str) -> None:
