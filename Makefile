@@ -10,7 +10,7 @@ CORES ?= 2
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: venv demo demo-real test test-fast lint fmt bench clean
+.PHONY: venv demo report demo-real test test-fast lint fmt clean
 
 venv: $(STAMP)
 
