@@ -219,7 +219,20 @@ def one_line(exc: BaseException) -> str:
 
 
 def _process_age_s() -> float | None:
-    """Seconds since this process started (interpreter start-up + imports included)."""
+    """Seconds since this process started (interpreter start-up + imports included).
+
+    Linux: ``/proc/uptime`` minus the process start in clock ticks since boot (both 10 ms
+    resolution).  ``psutil.Process().create_time()`` is not used first: it adds the boot time,
+    which the kernel reports in whole seconds, so its ages are off by up to a second.
+    """
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import psutil
 
