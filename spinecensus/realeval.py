@@ -34,6 +34,7 @@ import numpy as np
 
 from spinecensus import labels
 from spinecensus.realdata import BODY, DISC, LoadedSample
+from spinecensus.split import split_instances
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -109,35 +110,6 @@ def sacrum_anchor_names(kinds: Sequence[str], voxel_counts: Sequence[int]) -> di
     return names
 
 
-#: predictions with more disc components than this are not split (a badly trained model's
-#: speckle; the plane-based split is meant for spines, not for hundreds of fragments)
-MAX_DISC_COMPONENTS = 60
-
-
-def safe_split(pred: np.ndarray, spacing_mm: tuple[float, float, float]) -> Any:
-    """``split.split_instances`` on a prediction, unless it is hopelessly fragmented.
-
-    Returns the :class:`~spinecensus.split.SplitResult`; a fragmented prediction gives an
-    empty, invalid result with the reason (so one bad model cannot stall an evaluation).
-    """
-    from spinecensus.split import SplitResult, split_instances
-
-    disc = np.asarray(pred) == DISC
-    comp, n = cc3d.connected_components(disc.astype(np.uint8), connectivity=26, return_N=True)
-    if n > MAX_DISC_COMPONENTS:
-        sizes = np.bincount(comp.ravel())[1:]
-        n_big = int((sizes >= 10).sum())
-        if n_big > MAX_DISC_COMPONENTS:
-            return SplitResult(
-                instances=np.zeros(disc.shape, dtype=np.uint16),
-                kinds=[],
-                valid=False,
-                invalid_reason=f"not split: prediction too fragmented ({n_big} disc pieces)",
-                spacing_mm=spacing_mm,
-            )
-    return split_instances(np.asarray(pred, dtype=np.uint8), spacing_mm)
-
-
 @dataclass
 class SubjectEval:
     """Evaluation of one subject: a table row and its per-level rows."""
@@ -159,7 +131,8 @@ def evaluate_subject(
     pred_c = pred == cls
     d_raw = dice(pred_c, ref_bin)
     d_res = dice(restrict_to_reference(pred_c, ref_bin), ref_bin)
-    split = safe_split(pred, sample.spacing_mm)
+    # split_instances itself refuses hopelessly fragmented predictions quickly
+    split = split_instances(np.asarray(pred, dtype=np.uint8), sample.spacing_mm)
     if split.n_instances:
         inst = np.where(
             np.isin(split.instances, np.asarray(split.ids_of(kind), dtype=np.int64)),
@@ -368,6 +341,5 @@ __all__ = [
     "qc_png",
     "restrict_to_reference",
     "sacrum_anchor_names",
-    "safe_split",
     "summarise",
 ]

@@ -36,6 +36,7 @@ import numpy as np
 from spinecensus import realdata as rd
 from spinecensus.io import atomic_path
 from spinecensus.model import ModelSpec, neighbour_index, normalise_volume, plan_geometry
+from spinecensus.split import split_instances
 
 if TYPE_CHECKING:
     import torch
@@ -520,7 +521,7 @@ def synthetic_dice(model: Any, cfg: RealRunConfig, model_name: str) -> list[dict
         predict = getattr(model, "predict_semantic", model.predict)
         pred = predict(np.asarray(sub.image, dtype=np.float32), sub.spacing_mm)
         sem = np.asarray(sub.semantic)
-        split = realeval.safe_split(pred, sub.spacing_mm)
+        split = split_instances(np.asarray(pred, dtype=np.uint8), sub.spacing_mm)
         anchor = realeval.sacrum_anchor_names(split.kinds, split.voxel_counts)
         rows.append(
             {
