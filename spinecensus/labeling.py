@@ -3,17 +3,22 @@
 Whole-spine scans (:func:`count_labels`): the topmost vertebral body is C2 (C1 has no
 body, so the vertebra class starts at C2 in real and synthetic masks), structures are
 named downward along the split's cranio-caudal order, and the sacrum is recognised as the
-last, largest vertebra instance below the last disc (S1 plus the fused segments, and a
-fused L5 in sacralization, form one instance).  The thoracic count is fixed at 12 and the
-cervical at 6 bodies (C2-C7), as in the thesis, so the number of free lumbar vertebrae is
-``n_vertebrae - 18 - 1`` and gives the transitional status (4 sacralization, 5 normal,
-6 lumbarization).  Thoracic-count variants are not modelled (see ``spinecensus.labels``).
+last vertebra instance, below the last disc and clearly larger than the bodies above it
+(:func:`last_is_sacrum`, the one sacrum rule, also used upward on small-FOV scans; S1 plus
+the fused segments, and a fused L5 in sacralization, form one instance).  The thoracic
+count is fixed at 12 and the cervical at 6 bodies (C2-C7), as in the thesis, so the
+number of free lumbar vertebrae is ``n_vertebrae - 18 - 1`` and gives the transitional
+status (4 sacralization, 5 normal, 6 lumbarization).  Thoracic-count variants are not
+modelled (see ``spinecensus.labels``).
 
 Small-FOV scans (:func:`label_with_model`): per-instance log-probabilities over the 49
 union names from the multiclass model, then :func:`consistent_sequence` picks the most
 likely name sequence that follows one schema variant with vertebra/disc alternating and
-no gaps.  When the model sees both C2 and the sacrum, the count must agree; a
-disagreement is a QC flag and ``decided_by`` records who decided.
+no gaps.  The per-instance log-probabilities come from the labeler's mean log-softmax
+(``SegmentationModel.instance_log_probs``) or from its per-voxel majority vote
+(:func:`vote_log_probs`, what the cohort workflow stores).  When the model sees both C2
+and the sacrum, the count must agree; a disagreement is a QC flag and ``decided_by``
+records who decided.
 """
 
 from __future__ import annotations
@@ -62,6 +67,93 @@ class Labeling:
     qc_flags: list[str] = field(default_factory=list)
     confidence: dict[int, float] = field(default_factory=dict)
     sacrum_id: int | None = None
+
+
+#: the most caudal vertebra is the sacrum when it holds at least this multiple of the median
+#: voxel count of the (up to) three vertebrae above it: S1 plus the fused segments (and a
+#: fused L5 in sacralization) form one instance, clearly larger than a lumbar body, while a
+#: spine cut off in the thoracic region ends in a body of ordinary size
+SACRUM_MIN_RATIO = 1.25
+#: the same rule on small-field-of-view scans: the field of view's lower edge often cuts
+#: the sacrum after S1-S2, so it need not out-size L5; it must still not be a small
+#: fragment (0.8 x the vertebrae above; the real lumbar scans of docs/real_mri.md)
+SMALL_FOV_SACRUM_MIN_RATIO = 0.8
+
+
+def last_is_sacrum(
+    kinds: Sequence[str], voxel_counts: Sequence[float], min_ratio: float = SACRUM_MIN_RATIO
+) -> bool:
+    """The one sacrum rule: is the most caudal instance the sacrum?
+
+    It must be a vertebra lying below at least one disc, with a voxel count of at least
+    ``min_ratio`` x the median of the (up to) three vertebrae above it (instances ordered
+    cranio-caudally; counts in voxels of one grid, so the ratio is a volume ratio).
+    """
+    n = len(kinds)
+    if n < 2 or kinds[-1] != "vertebra" or "disc" not in kinds[:-1]:
+        return False
+    counts = np.asarray(voxel_counts, dtype=float)
+    above = [counts[i] for i in range(n - 1) if kinds[i] == "vertebra"][-3:]
+    if not above:
+        return False
+    return bool(counts[n - 1] >= min_ratio * float(np.median(above)))
+
+
+def names_up_from_sacrum(
+    kinds: Sequence[str],
+    voxel_counts: Sequence[float],
+    min_ratio: float = SMALL_FOV_SACRUM_MIN_RATIO,
+) -> dict[int, str] | None:
+    """Names for ordered instances (cranial first, ids ``1..N``), counted upward from S1.
+
+    For small-field-of-view scans without C2: when :func:`last_is_sacrum` holds, naming runs
+    upward through the normal schema (S1, L5-S1, L5, L4-L5, ...), i.e. it assumes five
+    lumbar vertebrae - a transitional vertebra cannot be recognised from the sacrum alone
+    (that needs the count origin, C2, or the learned labeler).  Naming stops where
+    vertebra/disc alternation breaks.  Returns None when no sacrum is found.
+    """
+    if len(kinds) < 3 or not last_is_sacrum(kinds, voxel_counts, min_ratio):
+        return None
+    schema = labels.structures("normal")[::-1]  # S1, L5-S1, L5, ...
+    names: dict[int, str] = {}
+    for pos, idx in enumerate(range(len(kinds) - 1, -1, -1)):
+        if pos >= len(schema) or labels.kind(schema[pos]) != kinds[idx]:
+            break
+        names[idx + 1] = schema[pos]
+    return names
+
+
+def vote_log_probs(
+    instances: np.ndarray, class_map: np.ndarray, n_instances: int | None = None, alpha: float = 1.0
+) -> np.ndarray:
+    """Per-instance log-probabilities from a labeler's per-voxel vote (majority labeling).
+
+    Args:
+        instances: instance ids (0 = background), any shape.
+        class_map: same shape; the labeler's per-voxel structure class, ``j + 1`` =
+            ``labels.all_names()[j]`` (0 = no vote).
+        n_instances: number of rows (default: the largest id).
+        alpha: additive (Laplace) smoothing, so a name no voxel voted for is unlikely, not
+            impossible, and the consistent-sequence DP can still choose it.
+
+    Returns:
+        ``(n_instances, 49)`` float64, row ``i`` = instance ``i + 1``: ``log((votes + alpha) /
+        (total + 49 alpha))``; an instance without votes gets the uniform distribution.
+        Vectorised with one ``bincount``.
+    """
+    inst = np.asarray(instances).ravel().astype(np.int64)
+    cls = np.asarray(class_map).ravel().astype(np.int64)
+    if inst.shape != cls.shape:
+        raise ValueError(f"instances and class_map differ in size: {inst.size} vs {cls.size}")
+    c = len(labels.all_names())
+    n = int(inst.max(initial=0)) if n_instances is None else int(n_instances)
+    keep = (inst > 0) & (inst <= n) & (cls > 0) & (cls <= c)
+    votes = (
+        np.bincount((inst[keep] - 1) * c + (cls[keep] - 1), minlength=n * c)
+        .reshape(n, c)
+        .astype(float)
+    )
+    return np.log((votes + alpha) / (votes.sum(axis=1, keepdims=True) + alpha * c))
 
 
 def _name_from_top(kinds: Sequence[str], names: Sequence[str]) -> tuple[dict[int, str], list[str]]:
@@ -119,16 +211,16 @@ def _missed_disc_suspects(split: SplitResult, max_gap_ratio: float) -> list[tupl
 
 
 def count_labels(
-    split: SplitResult, sacrum_ratio: float = 1.25, max_gap_ratio: float = 1.4
+    split: SplitResult, sacrum_ratio: float = SACRUM_MIN_RATIO, max_gap_ratio: float = 1.4
 ) -> Labeling:
     """Name a whole-spine split by counting from C2 (see the module docstring).
 
     Args:
         split: the split (cranio-caudal ids).
-        sacrum_ratio: the last instance is the sacrum when it is a vertebra below the last
-            disc, holds more voxels than every other vertebra and at least
-            ``sacrum_ratio`` x the median of the three vertebrae above it (so a spine cut
-            off in the thoracic region, with equal-sized bodies, has no "sacrum").
+        sacrum_ratio: ``min_ratio`` of :func:`last_is_sacrum` (the last instance is the
+            sacrum when it is a vertebra below a disc with at least this multiple of the
+            median voxel count of the three vertebrae above it; so a spine cut off in the
+            thoracic region, with equal-sized bodies, has no "sacrum").
         max_gap_ratio: two consecutive discs further apart than this multiple of their
             neighbours' spacing suggest a missed disc (see :func:`_missed_disc_suspects`);
             the names are kept but the status becomes ``"undetermined"`` with a QC flag.
@@ -143,15 +235,8 @@ def count_labels(
     if not verts:
         flags.append("no_vertebrae: nothing to count from")
         return Labeling({}, "undetermined", None, "count", flags)
-    counts = np.asarray(split.voxel_counts, dtype=float)
     last = len(kinds)
-    others = [counts[v - 1] for v in verts if v != last]
-    sacrum = (
-        kinds[-1] == "vertebra"
-        and len(verts) >= 2
-        and counts[last - 1] > max(others)
-        and counts[last - 1] >= sacrum_ratio * float(np.median(others[-3:]))
-    )
+    sacrum = last_is_sacrum(kinds, split.voxel_counts, sacrum_ratio)
     n_free = len(verts) - 1 if sacrum else len(verts)
     lumbar = n_free - N_ABOVE_LUMBAR
     if sacrum and lumbar in labels.VARIANT_BY_LUMBAR_COUNT:
@@ -282,8 +367,9 @@ def label_with_model(
     the top is not C2).
     """
     names, total = consistent_sequence(log_probs, split.kinds)
-    flags: list[str] = []
-    if not split.valid:
+    # the count's own findings (missed disc, sacrum not recognised, ...) stay visible
+    flags: list[str] = list(count.qc_flags) if count is not None else []
+    if not split.valid and not any(f.startswith("split_invalid") for f in flags):
         flags.append(f"split_invalid: {split.invalid_reason}")
     if not names:
         flags.append("no_consistent_sequence: instances do not alternate vertebra/disc")
@@ -295,10 +381,13 @@ def label_with_model(
         sc = _position_scores(np.asarray(log_probs, dtype=float), list(model_map.values()))
         conf = {i: float(np.exp(sc[i - 1, i - 1])) for i in model_map}
     model_whole = TOP in model_map.values() and labels.SACRUM in model_map.values()
+    # the count is trusted only when it produced a status itself (sacrum found, 4-6 free
+    # lumbar vertebrae, no suspected missed disc)
     count_whole = (
         count is not None
         and count.sacrum_id is not None
         and count.lumbar_count in labels.VARIANT_BY_LUMBAR_COUNT
+        and count.transitional_status != "undetermined"
     )
     decided = "model"
     chosen = model_map
@@ -320,6 +409,9 @@ def label_with_model(
             if count_whole and split.valid:
                 decided, chosen = "count", count.id_to_name
     status = labels.transitional_status(chosen.values())
+    if any(f.startswith("missed_disc_suspected") for f in flags):
+        # a merged vertebra breaks any gap-free sequence, the model's included
+        status = "undetermined"
     lumbar_count = labels.lumbar_count(chosen.values()) if status != "undetermined" else None
     return Labeling(
         dict(chosen),

@@ -14,7 +14,8 @@ Per subject (canonical order ``[slice, SI, AP]``, see ``spinecensus.io``):
   implies that instance is its *own*: two merged structures cannot both reach it.
 * **Split validity** — the thesis's criterion from ``split_instances`` on the prediction.
 * **Level names** — small-FOV lumbar scans do not show C2, so counting from C2 does not
-  apply; :func:`sacrum_anchor_names` names upward from the sacrum when it is detected.
+  apply; :func:`spinecensus.labeling.names_up_from_sacrum` names upward from the sacrum
+  when it is detected.
   Accuracy is scored on the annotated levels of VB2 / VB3 / IVD (VB1's levels are unknown).
   Misses (undetected or misnamed levels) are listed per subject.
 
@@ -25,14 +26,14 @@ Tables are pandas DataFrames (``subject_table``, ``level_table``) and a per-data
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import cc3d
 import numpy as np
 
-from spinecensus import labels
+from spinecensus import labeling
 from spinecensus.realdata import BODY, DISC, LoadedSample
 from spinecensus.split import split_instances
 
@@ -43,8 +44,6 @@ if TYPE_CHECKING:
 
 #: IoU above which an annotated structure counts as detected by one predicted instance
 DETECT_IOU = 0.5
-#: the sacrum must be at least this fraction of the median free-vertebra volume
-SACRUM_MIN_REL_VOLUME = 0.8
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -80,36 +79,6 @@ def iou_matrix(ref: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return iou
 
 
-def sacrum_anchor_names(kinds: Sequence[str], voxel_counts: Sequence[int]) -> dict[int, str] | None:
-    """Names for ordered instances (cranial first, ids ``1..N``), counted upward from S1.
-
-    The sacrum anchor is the most caudal instance when it is a vertebra lying below at
-    least one disc and is large (>= ``SACRUM_MIN_REL_VOLUME`` x the median volume of the
-    other vertebrae): the fused sacrum below the last disc.  Naming then runs upward
-    through the normal schema (S1, L5-S1, L5, L4-L5, ...), i.e. assumes five lumbar
-    vertebrae: a transitional vertebra cannot be recognised from the sacrum alone (that
-    needs the count origin, T12 or C2, in view).  Returns None when no anchor is found.
-    """
-    n = len(kinds)
-    if n < 3 or kinds[-1] != "vertebra" or "disc" not in kinds[:-1]:
-        return None
-    others = [c for k, c in zip(kinds[:-1], voxel_counts[:-1], strict=True) if k == "vertebra"]
-    if others and voxel_counts[-1] < SACRUM_MIN_REL_VOLUME * float(np.median(others)):
-        return None
-    schema = labels.structures("normal")[::-1]  # S1, L5-S1, L5, ...
-    names: dict[int, str] = {}
-    pos = 0
-    for idx in range(n - 1, -1, -1):
-        if pos >= len(schema):
-            break
-        expected = "disc" if labels.is_disc(schema[pos]) else "vertebra"
-        if kinds[idx] != expected:
-            return names or None  # alternation broken: stop naming (invalid sequence)
-        names[idx + 1] = schema[pos]
-        pos += 1
-    return names
-
-
 @dataclass
 class SubjectEval:
     """Evaluation of one subject: a table row and its per-level rows."""
@@ -139,7 +108,7 @@ def evaluate_subject(
             split.instances,
             0,
         )
-        names = sacrum_anchor_names(split.kinds, split.voxel_counts)
+        names = labeling.names_up_from_sacrum(split.kinds, split.voxel_counts)
     else:
         inst = cc3d.connected_components(pred_c.astype(np.uint8), connectivity=26)
         names = None
@@ -340,6 +309,5 @@ __all__ = [
     "markdown_table",
     "qc_png",
     "restrict_to_reference",
-    "sacrum_anchor_names",
     "summarise",
 ]

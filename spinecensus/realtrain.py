@@ -511,7 +511,7 @@ def dataclasses_asdict(obj: Any) -> dict[str, Any]:
 def synthetic_dice(model: Any, cfg: RealRunConfig, model_name: str) -> list[dict[str, Any]]:
     """Body and disc Dice on fresh synthetic subjects (never used in training); rows for the
     evaluation table, dataset ``synthetic``."""
-    from spinecensus import realeval
+    from spinecensus import labeling
     from spinecensus.realeval import dice
 
     rows = []
@@ -522,7 +522,7 @@ def synthetic_dice(model: Any, cfg: RealRunConfig, model_name: str) -> list[dict
         pred = predict(np.asarray(sub.image, dtype=np.float32), sub.spacing_mm)
         sem = np.asarray(sub.semantic)
         split = split_instances(np.asarray(pred, dtype=np.uint8), sub.spacing_mm)
-        anchor = realeval.sacrum_anchor_names(split.kinds, split.voxel_counts)
+        anchor = labeling.names_up_from_sacrum(split.kinds, split.voxel_counts)
         rows.append(
             {
                 "model": model_name,

@@ -9,9 +9,13 @@ from spine_phantom import make_phantom
 from spinecensus import labels
 from spinecensus.labeling import (
     COLUMN_ALIASES,
+    SMALL_FOV_SACRUM_MIN_RATIO,
     consistent_sequence,
     count_labels,
     label_with_model,
+    last_is_sacrum,
+    names_up_from_sacrum,
+    vote_log_probs,
 )
 from spinecensus.split import SplitResult, split_instances
 
@@ -265,5 +269,65 @@ def test_missed_disc_is_flagged_and_withholds_the_status() -> None:
     sem[subj.instances == name_to_id["T6-T7"]] = 1
     merged = split_instances(sem, subj.spacing_mm)
     lab = count_labels(merged)
+    assert lab.transitional_status == "undetermined"
+    assert any(f.startswith("missed_disc_suspected") for f in lab.qc_flags)
+
+
+def test_names_up_from_sacrum() -> None:
+    """Hand-made instance sequences: names run upward from a large last vertebra (S1)."""
+    kinds = ["disc", "vertebra", "disc", "vertebra", "disc", "vertebra"]
+    names = names_up_from_sacrum(kinds, [10, 100, 10, 100, 12, 400])
+    assert names == {6: "S1", 5: "L5-S1", 4: "L5", 3: "L4-L5", 2: "L4", 1: "L3-L4"}
+    # a small last vertebra (an L5 cut by the field of view) is no anchor
+    assert names_up_from_sacrum(kinds, [10, 100, 10, 100, 12, 30]) is None
+    # a scan ending in a disc shows no sacrum
+    assert names_up_from_sacrum(kinds[:-1], [10, 100, 10, 100, 12]) is None
+
+
+def test_one_sacrum_rule_two_thresholds() -> None:
+    """The same rule decides for count labeling (1.25) and small-FOV naming (0.8): an S1
+    cut by the field of view (as large as L5) passes only the small-FOV threshold."""
+    kinds = ["vertebra", "disc", "vertebra", "disc", "vertebra", "disc", "vertebra"]
+    cut = [100, 10, 100, 10, 100, 10, 100]
+    assert not last_is_sacrum(kinds, cut)
+    assert last_is_sacrum(kinds, cut, SMALL_FOV_SACRUM_MIN_RATIO)
+    assert last_is_sacrum(kinds, [100, 10, 100, 10, 100, 10, 126])
+    assert not last_is_sacrum(["vertebra"], [500])
+
+
+def test_vote_log_probs_majority_and_smoothing() -> None:
+    """Hand-made maps: the majority vote wins, unvoted names stay possible, empty = uniform."""
+    n_cols = len(labels.all_names())
+    col = {n: j + 1 for j, n in enumerate(labels.all_names())}
+    inst = np.array([[1, 1, 1, 2, 2, 0, 3]])
+    votes = np.array([[col["L4"], col["L4"], col["L3"], col["L4-L5"], 0, col["S1"], 0]])
+    lp = vote_log_probs(inst, votes)
+    assert lp.shape == (3, n_cols)
+    np.testing.assert_allclose(np.exp(lp).sum(axis=1), 1.0)
+    assert int(np.argmax(lp[0])) == col["L4"] - 1
+    assert lp[0, col["L4"] - 1] > lp[0, col["L3"] - 1] > lp[0, col["C2"] - 1] > -np.inf
+    assert int(np.argmax(lp[1])) == col["L4-L5"] - 1
+    np.testing.assert_allclose(lp[2], -np.log(n_cols))  # background votes do not count
+    with pytest.raises(ValueError, match="differ in size"):
+        vote_log_probs(inst, votes[:, :3])
+
+
+def test_missed_disc_withholds_the_status_under_the_model_too() -> None:
+    """Synthetic: a merged vertebra (one disc erased) keeps the status undetermined even when
+    a perfect model names the sequence; the count's flag is carried into the result."""
+    from spinecensus import synthetic
+
+    subj = synthetic.generate_subject(3, "normal", synthetic.SyntheticConfig.tiny())
+    name_to_id = {v: k for k, v in subj.id_to_name.items()}
+    sem = subj.semantic.copy()
+    sem[subj.instances == name_to_id["T6-T7"]] = 1
+    merged = split_instances(sem, subj.spacing_mm)
+    count = count_labels(merged)
+    # a model that votes the ground-truth name of the largest overlap per instance
+    union = {n: j + 1 for j, n in enumerate(labels.all_names())}
+    truth = np.zeros(subj.instances.shape, dtype=np.uint8)
+    for iid, nm in subj.id_to_name.items():
+        truth[subj.instances == iid] = union.get(nm, union["L6-S1"])
+    lab = label_with_model(merged, vote_log_probs(merged.instances, truth), count)
     assert lab.transitional_status == "undetermined"
     assert any(f.startswith("missed_disc_suspected") for f in lab.qc_flags)

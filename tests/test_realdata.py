@@ -150,17 +150,6 @@ def test_augmentation_is_seeded_and_keeps_shape() -> None:
     assert tuple(grid.shape) == (3, 32, 16, 2)
 
 
-def test_sacrum_anchor_naming() -> None:
-    """Synthetic instance sequences: names run upward from a large last vertebra (S1)."""
-    kinds = ["disc", "vertebra", "disc", "vertebra", "disc", "vertebra"]
-    names = rev.sacrum_anchor_names(kinds, [10, 100, 10, 100, 12, 400])
-    assert names == {6: "S1", 5: "L5-S1", 4: "L5", 3: "L4-L5", 2: "L4", 1: "L3-L4"}
-    # a small last vertebra (an L5 cut by the field of view) is no anchor
-    assert rev.sacrum_anchor_names(kinds, [10, 100, 10, 100, 12, 30]) is None
-    # a scan ending in a disc shows no sacrum
-    assert rev.sacrum_anchor_names(kinds[:-1], [10, 100, 10, 100, 12]) is None
-
-
 def test_iou_matrix_and_restricted_dice() -> None:
     """Synthetic masks: IoU by bincount and component restriction behave as defined."""
     ref = np.zeros((1, 10, 4), dtype=np.uint8)
