@@ -369,11 +369,19 @@ def segment_batch(
     batch_size: int = 16,
     threads: int = 1,
     model_options: Mapping[str, Any] | None = None,
+    labeler_weights: str = "",
 ) -> dict[str, Any]:
     """Segment a batch of subjects, loading the model once; per-subject failures captured.
 
     ``model_options``: extra :func:`spinecensus.model.load_model` arguments from the config
     (``amp``, ``layout``, ``normalisation``); empty values are left to the weights' sidecar.
+
+    ``labeler_weights``: the small-FOV multiclass labeler (``"shipped"`` =
+    ``spinecensus/weights/labeling.pt``, or a ``.pt``/``.onnx`` path; ``""`` = none).  When
+    given, ``out_dir/<subject>.labeler.nii.gz`` holds its per-voxel vote (union class of
+    ``labels.all_names()``, 1-based; 0 outside the segmented spine) for the analysis to
+    turn into per-instance names (the instances only exist after the split, which needs no
+    torch, so the vote map is what crosses from this GPU-side job to the analysis).
 
     Writes ``out_dir/<subject>.nii.gz`` (uint8 semantic mask on the input's grid and affine)
     or ``out_dir/<subject>.failed.json`` for each subject, then ``out_dir/batch.json`` with
@@ -405,6 +413,24 @@ def segment_batch(
         load_s = time.perf_counter() - t
     elif method != "ground_truth":
         raise ValueError(f"unknown segmentation method {method!r} (model | ground_truth)")
+    labeler = None
+    labeler_name = None
+    if labeler_weights:
+        t = time.perf_counter()
+        from spinecensus import model as model_mod
+
+        lpath = (
+            model_mod.DEFAULT_LABELING_WEIGHTS
+            if labeler_weights == "shipped"
+            else Path(labeler_weights)
+        )
+        labeler = model_mod.load_model(lpath, device=device, threads=threads, batch_size=batch_size)
+        if labeler.spec.task != "labeling":
+            raise ValueError(
+                f"{lpath}: labeling.weights must be a labeler, not {labeler.spec.task}"
+            )
+        labeler_name = Path(lpath).name
+        load_s += time.perf_counter() - t
 
     records = []
     for i, subject in enumerate(subjects):
@@ -428,7 +454,15 @@ def segment_batch(
                         f"mask shape {gt.data.shape} differs from the image's {scan.data.shape}",
                     )
                 semantic = gt.data
+            votes = None
+            if labeler is not None:
+                votes = labeler.predict_structure_classes(
+                    scan.data, scan.spacing_mm, np.asarray(semantic) > 0
+                )
             t2 = time.perf_counter()
+            # the vote map first: the semantic mask's presence marks the subject as done
+            if votes is not None:
+                save_like(votes, scan, out / f"{subject}.labeler.nii.gz", np.uint8)
             save_like(
                 np.asarray(semantic, dtype=np.uint8), scan, out / f"{subject}.nii.gz", np.uint8
             )
@@ -456,6 +490,7 @@ def segment_batch(
     info = {
         "method": method,
         "model": model_name,
+        "labeler": labeler_name,
         "device": device,
         "pipeline_version": __version__,
         "process_age_at_start_s": age_at_start,
@@ -561,6 +596,7 @@ def analyse_subject(
         "pipeline_version": __version__,
         "segmentation_method": batch_info.get("method"),
         "model": batch_info.get("model"),
+        "labeler": batch_info.get("labeler"),
         "image": image,
         "input_sha256": file_sha256(image) if image and Path(image).exists() else None,
     }
@@ -577,8 +613,10 @@ def analyse_subject(
         from spinecensus.io import load_mask, save_like
 
         sem = load_mask(sem_path)
+        votes_path = seg / f"{subject}.labeler.nii.gz"
+        votes = load_mask(votes_path).data if votes_path.exists() else None
         t0 = time.perf_counter()
-        analysis = pipeline.analyse_semantic(np.asarray(sem.data), sem)
+        analysis = pipeline.analyse_semantic(np.asarray(sem.data), sem, labeler_votes=votes)
         compute_s = time.perf_counter() - t0
         if analysis.split.n_instances == 0:
             # nothing found (a non-spine image, an empty segmentation): no result to
@@ -721,6 +759,7 @@ def _cmd_segment(a: argparse.Namespace) -> int:
         batch_size=a.batch_size,
         threads=a.threads,
         model_options=json.loads(a.model_options) if a.model_options else None,
+        labeler_weights=a.labeler_weights,
     )
     return 0
 
@@ -771,6 +810,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=16)
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--model-options", default="", help="JSON: amp, layout, normalisation")
+    s.add_argument(
+        "--labeler-weights", default="", help='small-FOV labeler: "shipped", a path, or ""'
+    )
     s.set_defaults(func=_cmd_segment)
     s = sub.add_parser("analyse", help="split + label + measure one subject")
     s.add_argument("--subject", required=True)

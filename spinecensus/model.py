@@ -436,6 +436,34 @@ class SegmentationModel:
             out[start : start + len(logits)] = logits.argmax(1).numpy().astype(np.uint8)
         return out
 
+    def predict_structure_classes(
+        self,
+        volume: np.ndarray,
+        spacing_mm: tuple[float, float, float],
+        foreground: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The labeler's per-voxel vote: arg-max over the structure classes only (background
+        channel ignored), uint8, canonical order, as a union class: ``j + 1`` =
+        ``labels.all_names()[j]`` (what :func:`spinecensus.labeling.vote_log_probs` reads).
+
+        ``foreground`` (same shape, bool): voxels the segmentation calls vertebra or disc;
+        elsewhere 0.  Deciding *where* the spine is belongs to the segmentation model, the
+        labeler only says *which* structure a spine voxel belongs to.
+        """
+        # channel -> union class (identity for the union labeler; a thesis 45/47/49-class
+        # model's names are mapped, its lumbosacral disc onto the union's "L6-S1" column)
+        union = {n: j + 1 for j, n in enumerate(labels.all_names())}
+        alias = {"L5-S1": "L6-S1", "L4-S1": "L6-S1"}
+        lut = np.array(
+            [0] + [union.get(alias.get(n, n), 0) for n in self.spec.classes[1:]], dtype=np.uint8
+        )
+        out = np.zeros(np.shape(volume), dtype=np.uint8)
+        for start, logits in self.iter_logits(volume, spacing_mm):
+            out[start : start + len(logits)] = lut[(logits[:, 1:].argmax(1) + 1).numpy()]
+        if foreground is not None:
+            out[~np.asarray(foreground, dtype=bool)] = 0
+        return out
+
     def predict_proba(
         self, volume: np.ndarray, spacing_mm: tuple[float, float, float]
     ) -> np.ndarray:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from spinecensus import io as sio
-from spinecensus.labeling import Labeling, count_labels, label_with_model
+from spinecensus.labeling import Labeling, count_labels, label_with_model, vote_log_probs
 from spinecensus.split import SplitResult, split_instances
 from spinecensus.volumes import structure_table
 
@@ -32,14 +32,20 @@ class SubjectAnalysis:
 
 
 def analyse_semantic(
-    semantic: np.ndarray, scan: sio.Scan, log_probs: np.ndarray | None = None
+    semantic: np.ndarray,
+    scan: sio.Scan,
+    log_probs: np.ndarray | None = None,
+    labeler_votes: np.ndarray | None = None,
 ) -> SubjectAnalysis:
     """Split ``semantic`` (canonical order, on ``scan``'s grid), name and measure it.
 
     Without ``log_probs`` the names come from counting from C2 (whole-spine scans); with
     per-instance model log-probabilities (rows = instance ids, 49 columns, see
     :func:`spinecensus.labeling.consistent_sequence`) the model names them and the count
-    is checked against it when C2 and the sacrum are in view.
+    is checked against it when C2 and the sacrum are in view.  ``labeler_votes`` (the
+    labeler's per-voxel structure class on ``scan``'s grid, see
+    ``SegmentationModel.predict_structure_classes``) gives those log-probabilities by
+    majority vote per instance (:func:`spinecensus.labeling.vote_log_probs`).
 
     Raises:
         InputError: labels outside {0, 1, 2} or a mask not shaped like ``scan``.
@@ -52,6 +58,13 @@ def analyse_semantic(
     except sio.InputError as exc:
         raise sio.InputError(scan.path, exc.problem) from None
     lab = count_labels(split)
+    if labeler_votes is not None and log_probs is None and split.n_instances:
+        votes = np.asarray(labeler_votes)
+        if votes.shape != sem.shape:
+            raise sio.InputError(
+                scan.path, f"labeler map shape {votes.shape} != mask shape {sem.shape}"
+            )
+        log_probs = vote_log_probs(split.instances, votes, split.n_instances)
     if log_probs is not None and split.n_instances:
         lab = label_with_model(split, log_probs, lab)
     rows = structure_table(

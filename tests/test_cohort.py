@@ -141,3 +141,40 @@ def test_parallel_synthesis_equals_write_cohort(tmp_path):
             x = np.asarray(nib.load(a.parent / s / f).dataobj)
             y = np.asarray(nib.load(Path(b).parent / s / f).dataobj)
             assert np.array_equal(x, y)
+
+
+def test_labeler_votes_cross_checked_by_the_count(tmp_path):
+    """Synthetic phantoms + an untrained (random) tiny labeler: the segment job writes the
+    labeler's vote map, the analysis turns it into names, and on whole spines (C2 and the
+    sacrum in view) the count overrules a disagreeing model, with the disagreement flagged
+    and ``decided_by`` recorded."""
+    torch = pytest.importorskip("torch")
+    from spinecensus import model as M
+
+    torch.manual_seed(0)
+    spec = M.ModelSpec(
+        task="labeling",
+        classes=M.labeling_classes(),
+        encoder_depth=3,
+        decoder_channels=(16, 8, 8),
+        target_spacing_mm=(4.0, 4.0),
+        input_size=None,
+    )
+    weights = M.save_weights(M.build_network(spec), spec, tmp_path / "labeler.pt")
+    data = tmp_path / "data"
+    _write_subject(data, "A", "lumbarization")
+    image, sem = str(data / "A" / "image.nii.gz"), str(data / "A" / "semantic.nii.gz")
+    seg = tmp_path / "seg" / "b00000"
+    info = cohort.segment_batch(
+        ["A"], [image], seg, method="ground_truth", semantics=[sem], labeler_weights=str(weights)
+    )
+    assert info["labeler"] == "labeler.pt" and info["subjects"][0]["ok"]
+    votes = np.asarray(nib.load(seg / "A.labeler.nii.gz").dataobj)
+    truth = np.asarray(nib.load(sem).dataobj)
+    assert ((votes > 0) == (truth > 0)).all()  # votes exactly on the segmented spine
+    summ = cohort.analyse_subject("A", seg, tmp_path / "out" / "A", image=image)
+    assert summ["status"] == "ok" and summ["labeler"] == "labeler.pt"
+    assert summ["transitional_status"] == "lumbarization"
+    assert summ["decided_by"] in ("count", "count+model")
+    if summ["decided_by"] == "count":
+        assert any(f.startswith("count_model_disagree") for f in summ["qc_flags"])

@@ -281,3 +281,28 @@ def test_shipped_labeler_small_fov(fresh_subjects):
             names, _ = training.label_crop(model, crop)
             correct.append(names == [crop.id_to_name[i] for i in sorted(crop.id_to_name)])
     assert np.mean(correct) >= 2 / 3, correct
+
+
+def test_predict_structure_classes_union_votes_inside_foreground():
+    """Random tiny labelers: votes are union classes (1..49), never background, only inside
+    the foreground; a thesis-schema (47-name) model's channels are mapped onto union names."""
+    from spinecensus import labels
+
+    torch.manual_seed(1)
+    vol = np.random.default_rng(4).random((3, 40, 20)).astype(np.float32)
+    fg = np.zeros(vol.shape, bool)
+    fg[:, 10:30, 5:15] = True
+    union = M.labeling_classes()
+    spec = tiny_spec(task="labeling", classes=union)
+    model = M.SegmentationModel.from_network(M.build_network(spec).eval(), spec)
+    votes = model.predict_structure_classes(vol, (3, 1, 1), fg)
+    assert votes.dtype == np.uint8 and votes.shape == vol.shape
+    assert (votes[~fg] == 0).all() and (votes[fg] >= 1).all() and votes.max() <= 49
+
+    normal = ("background", *labels.structures("normal"))
+    spec47 = tiny_spec(task="labeling", classes=normal)
+    m47 = M.SegmentationModel.from_network(M.build_network(spec47).eval(), spec47)
+    v47 = m47.predict_structure_classes(vol, (3, 1, 1))
+    allowed = {union.index(n) for n in labels.structures("normal") if n != "L5-S1"}
+    allowed.add(union.index("L6-S1"))  # the normal schema's L5-S1 is the union's L6-S1
+    assert set(np.unique(v47)) <= allowed

@@ -1,6 +1,9 @@
 # Segmentation per BATCH of subjects: one process loads the model once and segments
 # `segmentation.subjects_per_job` subjects (a deterministic chunk of the sorted subject list),
-# writing <results>/segmentation/<batch>/<subject>.nii.gz (or <subject>.failed.json).
+# writing <results>/segmentation/<batch>/<subject>.nii.gz (or <subject>.failed.json), and,
+# with `labeling.weights` set, the small-FOV labeler's per-voxel vote
+# <subject>.labeler.nii.gz (the analysis names each instance by majority vote + the
+# consistent-sequence DP and cross-checks it with counting from C2).
 
 
 rule segment:
@@ -37,10 +40,11 @@ rule segment:
         model_options=json.dumps(
             {k: SEG.get(k) for k in ("amp", "layout", "normalisation") if k in SEG}
         ),
+        labeler=(config.get("labeling") or {}).get("weights", ""),
     shell:
         "python -m spinecensus.cohort segment --out {output:q} --method {params.method} "
         "--weights={params.weights:q} --device {params.device} "
         "--batch-size {params.batch_size} --threads {threads} "
-        "--model-options {params.model_options:q} "
+        "--model-options {params.model_options:q} --labeler-weights={params.labeler:q} "
         "--subjects {params.subjects:q} --images {params.images:q} {params.semantics:q} "
         "> {log:q} 2>&1"
