@@ -394,10 +394,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 def _synthetic_subject(cfg: RealRunConfig, seed: int) -> Any:
     from spinecensus import synthetic
 
-    syn_cfg = synthetic.SyntheticConfig()
-    if cfg.synthetic_preset == "tiny" and hasattr(synthetic.SyntheticConfig, "tiny"):
-        syn_cfg = synthetic.SyntheticConfig.tiny()
-    return synthetic.generate_subject(seed, config=syn_cfg)
+    return synthetic.generate_subject(
+        seed, config=synthetic.SyntheticConfig.preset(cfg.synthetic_preset)
+    )
 
 
 def load_real_split(cfg: RealRunConfig) -> tuple[list[rd.LoadedSample], list[rd.LoadedSample]]:

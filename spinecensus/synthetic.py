@@ -207,6 +207,64 @@ _T2: dict[int, float] = {
 }
 
 
+# Nominal spin-echo T1 intensities (same scale): fat and fatty marrow bright, CSF and fluid
+# dark, discs darker than the bodies (the VB1 scans of ../shared/data/real).
+_T1: dict[int, float] = {
+    **_T2,
+    FAT: 900.0,
+    MUSCLE: 280.0,
+    MARROW: 560.0,
+    CORTEX: 40.0,
+    NUCLEUS: 260.0,
+    ANNULUS: 200.0,
+    CSF: 90.0,
+    CORD: 380.0,
+    BRAIN: 420.0,
+    CEREBELLUM: 380.0,
+    LIVER: 430.0,
+    KIDNEY: 300.0,
+    HEART: 250.0,
+    BOWEL: 300.0,
+    FLUID: 80.0,
+    POSTBONE: 480.0,
+    RUDIMENT: 250.0,
+    SPLEEN: 300.0,
+    EPIFAT: 880.0,
+    VISCERA: 350.0,
+}
+# Fat image of a chemical-shift (Dixon) water-fat acquisition: only fat is bright, so fat and
+# fatty marrow dominate and every water-rich tissue (discs, CSF, muscle, organs) is dark
+# (the VB3 scans: bodies brighter than discs, bright subcutaneous fat).
+_FAT_BRIGHT: dict[int, float] = {
+    **_T2,
+    FAT: 950.0,
+    MUSCLE: 120.0,
+    MARROW: 650.0,
+    CORTEX: 30.0,
+    NUCLEUS: 150.0,
+    ANNULUS: 120.0,
+    CSF: 60.0,
+    CORD: 150.0,
+    BRAIN: 200.0,
+    CEREBELLUM: 180.0,
+    LIVER: 200.0,
+    KIDNEY: 120.0,
+    LUNG: 10.0,
+    FLOWVOID: 20.0,
+    HEART: 100.0,
+    BOWEL: 300.0,
+    FLUID: 40.0,
+    LIGAMENT: 40.0,
+    POSTBONE: 550.0,
+    RUDIMENT: 300.0,
+    SPLEEN: 120.0,
+    EPIFAT: 900.0,
+    VISCERA: 500.0,
+}
+#: intensity tables by ``SyntheticConfig.contrast``
+CONTRASTS: dict[str, dict[int, float]] = {"t2": _T2, "t1": _T1, "fat_bright": _FAT_BRIGHT}
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """Every knob of the generator.  Lengths in mm, angles in degrees.
@@ -255,6 +313,12 @@ class SyntheticConfig:
     contrast_jitter: float = 0.12
     #: in-plane Gaussian blur (voxels) emulating partial volume; 0 disables
     blur_vox: float = 0.6
+    #: intensity table: ``"t2"`` (T2 fast spin echo, the default), ``"t1"``, ``"fat_bright"``
+    #: (water-fat fat image), or ``"random"`` (one of the three per subject, uniformly)
+    contrast: str = "t2"
+    #: SD (log scale) of a low-frequency multiplicative texture inside the marrow (real
+    #: marrow is speckled: fatty foci, Modic-like bands); 0 = flat marrow (the default)
+    marrow_texture: float = 0.0
     #: stored axis codes of written NIfTI files (realistic, non-canonical by default)
     storage_axcodes: str = DEFAULT_AXCODES
 
@@ -277,13 +341,22 @@ class SyntheticConfig:
         )
 
     @classmethod
+    def varied(cls) -> SyntheticConfig:
+        """The default anatomy with the contrasts and marrow texture real cohorts show
+        (T2, T1 or water-fat per subject; speckled marrow; blurrier).  For training models
+        meant for real scans (``docs/real_mri.md``, "How real images differ")."""
+        return cls(contrast="random", marrow_texture=0.15, blur_vox=0.9)
+
+    @classmethod
     def preset(cls, name: str) -> SyntheticConfig:
-        """``"default"`` or ``"tiny"``."""
+        """``"default"``, ``"tiny"`` or ``"varied"``."""
         if name == "default":
             return cls()
         if name == "tiny":
             return cls.tiny()
-        raise ValueError(f"unknown synthetic preset {name!r} (default, tiny)")
+        if name == "varied":
+            return cls.varied()
+        raise ValueError(f"unknown synthetic preset {name!r} (default, tiny, varied)")
 
 
 @dataclass
@@ -913,7 +986,7 @@ def generate_subject(
     sem = kind_of_id[inst]
 
     # ---- intensities ------------------------------------------------------------------
-    image = _render(tissue, inst, names, disc_age, grid, cfg, r_img, age)
+    image, contrast = _render(tissue, inst, names, disc_age, grid, cfg, r_img, age)
     # Scanners store integer magnitudes (here 0..~1500, like a 12-bit T2 series); rounding
     # lets the file be int16 (4x smaller, much faster to gzip) and still reload exactly.
     np.clip(np.rint(image, out=image), 0, 32767, out=image)
@@ -928,7 +1001,7 @@ def generate_subject(
         sex=sex,
         age=age,
         origin_mm=(float(x[0]), float(-z[0]), float(-y[0])),
-        meta={**meta, "scale": scale, "seed": int(seed)},
+        meta={**meta, "scale": scale, "seed": int(seed), "contrast": contrast},
     )
     return sub
 
@@ -1233,11 +1306,18 @@ def _render(
     cfg: SyntheticConfig,
     rng: np.random.Generator,
     age: int,
-) -> np.ndarray:
-    """T2-like intensities: tissue table x per-structure factors, blur, bias, Rician noise."""
+) -> tuple[np.ndarray, str]:
+    """Intensities: tissue table (``cfg.contrast``) x per-structure factors, marrow texture,
+    blur, bias, Rician noise.  Returns the image and the contrast used."""
     from scipy import ndimage
 
-    base = np.array([_T2[t] for t in range(N_TISSUES)])
+    contrast = cfg.contrast
+    if contrast == "random":  # only non-default configs draw here (default streams unchanged)
+        contrast = ("t2", "t1", "fat_bright")[int(rng.integers(3))]
+    if contrast not in CONTRASTS:
+        raise ValueError(f"unknown contrast {cfg.contrast!r} ({', '.join(CONTRASTS)}, random)")
+    table = CONTRASTS[contrast]
+    base = np.array([table[t] for t in range(N_TISSUES)])
     base = base * np.exp(rng.normal(0.0, cfg.contrast_jitter, N_TISSUES))
     base[AIR] = 0.0
     # marrow turns fattier, hence brighter on T2 fast spin echo, with age
@@ -1250,6 +1330,14 @@ def _render(
     ids = inst[col]
     img[col] *= f[ids] * np.where(tissue[col] == NUCLEUS, disc_f.astype(np.float32)[ids], 1.0)
     nx, ny, nz = tissue.shape
+    if cfg.marrow_texture > 0:
+        # speckled marrow: coarse 3-D noise (~4-8 mm blobs) upsampled, marrow voxels only
+        cell = max(1, int(round(6.0 / min(grid.spacing[1], grid.spacing[2]))))
+        coarse = rng.normal(0.0, cfg.marrow_texture, (nx, max(2, ny // cell), max(2, nz // cell)))
+        tex3 = ndimage.zoom(coarse, (1, ny / coarse.shape[1], nz / coarse.shape[2]), order=1)
+        tex3 = np.stack([_fit2d(t, ny, nz) for t in tex3])
+        marrow = tissue == MARROW
+        img[marrow] *= np.exp(tex3[marrow]).astype(np.float32)
     if cfg.blur_vox > 0:
         img = ndimage.gaussian_filter(img, (0.0, cfg.blur_vox, cfg.blur_vox), truncate=2.0)
     # smooth soft-tissue texture (marbling): coarse noise upsampled in 2-D, times a smooth
@@ -1288,7 +1376,7 @@ def _render(
         :, None, None
     ]
     # Rician noise: magnitude of (signal + complex Gaussian noise)
-    sigma = np.float32(rng.uniform(*cfg.noise) * _T2[FAT])
+    sigma = np.float32(rng.uniform(*cfg.noise) * table[FAT])
     n = rng.standard_normal(img.shape, dtype=np.float32)
     n *= sigma
     img += n
@@ -1298,7 +1386,7 @@ def _render(
     n *= n
     img += n
     np.sqrt(img, out=img)
-    return img
+    return img, contrast
 
 
 def _fit2d(a: np.ndarray, ny: int, nz: int) -> np.ndarray:
