@@ -278,20 +278,29 @@ def train_partial(
     cfg: TrainConfig | None = None,
     device: str = "cpu",
     log: Callable[[str], None] = print,
+    amp: str | None = "auto",
 ) -> list[dict[str, float]]:
     """Train ``net`` in place with the partial-label loss; returns the per-step log.
 
     AdamW with linear warm-up and cosine decay.  Seeded: the same inputs, config and torch
-    build give the same weights on CPU.
+    build give the same weights on CPU.  ``amp``: ``"bf16"`` autocast + channels_last,
+    None (fp32) or ``"auto"`` = bf16 on CUDA and on CPUs with native bf16 matmuls (about
+    3x faster on this project's AMX CPU at the same Dice; see
+    ``spinecensus.training.train_network``); the loss is always computed in fp32.
     """
     import torch
+
+    from spinecensus.training import bf16_is_fast
 
     cfg = cfg or TrainConfig()
     if not real and not synthetic:
         raise ValueError("no training volumes")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    use_bf16 = amp == "bf16" or (amp == "auto" and bf16_is_fast(device))
     net.to(device).train()
+    if use_bf16:
+        net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def lr_at(step: int) -> float:
@@ -306,8 +315,11 @@ def train_partial(
     for step in range(cfg.steps):
         x, codes = make_batch(real, synthetic, spec, rng, cfg.batch, cfg.augment)
         x, codes = x.to(device), codes.to(device)
-        logits = net(x)
-        loss, parts = partial_label_loss(logits, codes, cfg.dice_weight)
+        if use_bf16:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=use_bf16):
+            logits = net(x)
+        loss, parts = partial_label_loss(logits.float(), codes, cfg.dice_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -320,7 +332,7 @@ def train_partial(
                 f"step {step + 1}/{cfg.steps} loss {rec['loss']:.4f} (ce {parts['ce']:.4f} "
                 f"dice {parts['dice']:.4f}) {el:.0f}s"
             )
-    net.eval()
+    net.eval().to(memory_format=torch.contiguous_format)
     return history
 
 
@@ -361,6 +373,8 @@ class RealRunConfig:
     synthetic_preset: str = "default"
     #: weights a "pretrained" variant starts from ("" = the shipped default weights)
     pretrained: str = ""
+    #: share of real volumes in the mixed variants' batches (None = the variant's own, 0.75)
+    real_fraction: float | None = None
     batch: dict[str, Any] = field(default_factory=dict)
     augment: dict[str, Any] = field(default_factory=dict)
     log_every: int = 25
@@ -467,7 +481,10 @@ def train_real_variant(
         torch.manual_seed(cfg.seed)
         net = build_network(spec)
         lr = cfg.lr
-    bdict = {**cfg.batch, "real_fraction": v["real_fraction"]}
+    real_fraction = v["real_fraction"]
+    if cfg.real_fraction is not None and 0.0 < real_fraction < 1.0:
+        real_fraction = float(cfg.real_fraction)
+    bdict = {**cfg.batch, "real_fraction": real_fraction}
     tcfg = TrainConfig(
         steps=cfg.steps, lr=lr, seed=cfg.seed, log_every=cfg.log_every,
         batch=BatchConfig(**bdict), augment=rd.AugmentConfig.from_dict(cfg.augment),
@@ -486,7 +503,7 @@ def train_real_variant(
         "real_validation_subjects": [s.meta.key for s in _val],
         "synthetic_seeds": seeds if synth else [],
         "synthetic_preset": cfg.synthetic_preset if synth else None,
-        "real_fraction": v["real_fraction"],
+        "real_fraction": real_fraction,
         "steps": cfg.steps,
         "lr": lr,
         "batch": dataclasses_asdict(tcfg.batch),
