@@ -696,19 +696,39 @@ def train_labeler(
     return Path(out)
 
 
-def label_crop(model: SegmentationModel, crop: Any) -> tuple[list[str], np.ndarray]:
+AGGREGATIONS = ("vote", "mean")
+
+
+def label_crop(
+    model: SegmentationModel, crop: Any, aggregation: str = "vote"
+) -> tuple[list[str], np.ndarray]:
     """Names for the ground-truth instances of ``crop`` from the labeler + consistent DP, and
-    the labeler's per-voxel union-class prediction."""
+    the labeler's per-voxel union-class prediction (arg-max incl. background, for Dice).
+
+    ``aggregation``: ``"vote"`` = per-voxel majority inside each instance
+    (:func:`spinecensus.labeling.vote_log_probs`, what the cohort workflow does) or
+    ``"mean"`` = mean log-softmax per instance (``SegmentationModel.instance_log_probs``).
+    """
+    names, pred = label_crop_all(model, crop)
+    return names[aggregation], pred
+
+
+def label_crop_all(model: SegmentationModel, crop: Any) -> tuple[dict[str, list[str]], np.ndarray]:
+    """:func:`label_crop` for every aggregation at once: ``({aggregation: names}, pred)``."""
     from spinecensus import labeling
 
     inst = np.asarray(crop.instances)
     ids = sorted(int(i) for i in crop.id_to_name)
-    logp = model.instance_log_probs(crop.image, crop.spacing_mm, inst, max(ids))
-    logp = logp[np.asarray(ids) - 1]
     kinds = [labels.kind(crop.id_to_name[i]) for i in ids]
-    names, _ = labeling.consistent_sequence(logp, kinds)
+    n = max(ids)
+    mean = model.instance_log_probs(crop.image, crop.spacing_mm, inst, n)
+    votes = model.predict_structure_classes(crop.image, crop.spacing_mm, inst > 0)
     pred = model.predict(crop.image, crop.spacing_mm)
-    return list(names), pred
+    out = {}
+    for agg, logp in (("mean", mean), ("vote", labeling.vote_log_probs(inst, votes, n))):
+        names, _ = labeling.consistent_sequence(logp[np.asarray(ids) - 1], kinds)
+        out[agg] = list(names)
+    return out, pred
 
 
 def evaluate_labelers(
@@ -721,7 +741,9 @@ def evaluate_labelers(
 
     Names are predicted for the crop's ground-truth instances (isolating the labeler from
     segmentation errors); subset accuracy = every vertebra and disc in the crop named
-    correctly.  Dice = mean over the structure classes present in the crop.
+    correctly.  Dice = mean over the structure classes present in the crop.  One row per
+    crop, model and ``aggregation`` (``vote``: per-voxel majority, the cohort workflow's
+    method; ``mean``: mean log-softmax).
     """
     import pandas as pd
     import torch
@@ -744,17 +766,18 @@ def evaluate_labelers(
             truth_map = union_class_map(crop.instances, crop.id_to_name)
             present = sorted(int(c) for c in np.unique(truth_map) if c > 0)
             for mname, model in loaded.items():
-                names, pred = label_crop(model, crop)
+                by_agg, pred = label_crop_all(model, crop)
                 d = dice_per_class(pred, truth_map, present)
-                rows.append({
-                    "model": mname, "V": v, "subject_seed": seed,
-                    "n_structures": len(truth_names),
-                    "subset_correct": list(names) == truth_names,
-                    "structure_accuracy": float(np.mean([
-                        a == b for a, b in zip(names, truth_names, strict=False)
-                    ])) if names else 0.0,
-                    "dice": float(np.nanmean(list(d.values()))) if d else math.nan,
-                })  # fmt: skip
+                for agg, names in by_agg.items():
+                    rows.append({
+                        "model": mname, "aggregation": agg, "V": v, "subject_seed": seed,
+                        "n_structures": len(truth_names),
+                        "subset_correct": list(names) == truth_names,
+                        "structure_accuracy": float(np.mean([
+                            a == b for a, b in zip(names, truth_names, strict=False)
+                        ])) if names else 0.0,
+                        "dice": float(np.nanmean(list(d.values()))) if d else math.nan,
+                    })  # fmt: skip
         log.info("evaluated V=%d", v)
     df = pd.DataFrame(rows)
     with atomic_path(out_parquet) as tmp:
@@ -769,6 +792,9 @@ THESIS_SUBSET_ACCURACY = {5: 85.5, 8: 90.9, 10: 92.6, 15: 94.4}
 
 def eval_markdown(df: Any, cfg: TrainConfig) -> str:
     """Markdown table shaped like the thesis's (subset accuracy % per V), marked SYNTHETIC."""
+    if "aggregation" not in df:
+        df = df.assign(aggregation="mean")
+    df = df.assign(model=df["model"] + " [" + df["aggregation"] + "]")
     agg = (
         df.groupby(["model", "V"])
         .agg(subset=("subset_correct", "mean"), dice=("dice", "mean"), n=("subset_correct", "size"))
@@ -780,7 +806,8 @@ def eval_markdown(df: Any, cfg: TrainConfig) -> str:
         "",
         f"Config size `{cfg.size}`, seed {cfg.seed}; held-out synthetic crops, "
         f"{cfg.n_eval_per_v} per V; names for the ground-truth instances from the labeler "
-        "(mean log-softmax per instance) + the consistent-sequence DP.",
+        "+ the consistent-sequence DP; per-instance scores by [vote] = per-voxel majority "
+        "(the cohort workflow's method) or [mean] = mean log-softmax.",
         "",
         "| model | " + " | ".join(f"V={v} subset acc. / Dice" for v in EVAL_V) + " |",
         "|---|" + "---|" * len(EVAL_V),

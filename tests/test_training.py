@@ -105,15 +105,16 @@ def test_eval_markdown_marks_synthetic():
 
     df = pd.DataFrame(
         [
-            {"model": m, "V": v, "subset_correct": ok, "dice": 0.8}
+            {"model": m, "aggregation": a, "V": v, "subset_correct": ok, "dice": 0.8}
             for m, ok in (("generated", True), ("control", False))
+            for a in T.AGGREGATIONS
             for v in T.EVAL_V
         ]
     )
     md = T.eval_markdown(df, T.TrainConfig())
     assert "SYNTHETIC" in md and "85.5 %" in md
-    assert "| generated (synthetic) | 100.0 % / 0.800" in md
-    assert "| control (synthetic) | 0.0 % / 0.800" in md
+    assert "| generated [vote] (synthetic) | 100.0 % / 0.800" in md
+    assert "| control [mean] (synthetic) | 0.0 % / 0.800" in md
 
 
 def test_pipeline_steps_tiny(tmp_path):
@@ -149,6 +150,7 @@ def test_pipeline_steps_tiny(tmp_path):
     T.evaluate_labelers(cfg, models, tmp_path / "eval.parquet", tmp_path / "eval.md")
     df = pd.read_parquet(tmp_path / "eval.parquet")
     assert set(df.V) == set(T.EVAL_V) and set(df.model) == set(models)
+    assert set(df.aggregation) == set(T.AGGREGATIONS)
     assert "SYNTHETIC" in (tmp_path / "eval.md").read_text()
 
 
