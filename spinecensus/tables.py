@@ -259,6 +259,7 @@ def subjects_table(
                 "error": None if ok else s.get("error"),
                 "segmentation_method": s.get("segmentation_method"),
                 "model": s.get("model"),
+                "labeler": s.get("labeler"),
                 "pipeline_version": s.get("pipeline_version", __version__),
                 "input_sha256": s.get("input_sha256"),
                 "analyse_seconds": s.get("seconds"),
@@ -280,7 +281,7 @@ def subjects_table(
     # fixed Parquet types even when a column is all-null in this run (e.g. failed_rule
     # when nothing failed), so tables of different runs concatenate
     for col in ("invalid_reason", "first_label", "last_label", "decided_by", "failed_rule",
-                "error", "segmentation_method", "model", "input_sha256"):  # fmt: skip
+                "error", "segmentation_method", "model", "labeler", "input_sha256"):  # fmt: skip
         if col in df.columns:
             df[col] = df[col].astype("string")
     for col in ("total_volume_mm3", "analyse_seconds"):

@@ -1,8 +1,8 @@
 """End-to-end runs of the Snakemake workflow through its command line (synthetic data).
 
 1. A tiny synthetic cohort (``synthetic.preset: tiny``, 6 subjects containing every anomaly,
-   ``segmentation.method: ground_truth``): the tables agree with the generator's ground truth
-   (statuses, counts, per-structure volumes).
+   ``segmentation.method: ground_truth``, the shipped labeler as cross-check): the tables
+   agree with the generator's ground truth (statuses, counts, per-structure volumes).
 2. A sample-sheet cohort of phantom subjects plus a corrupt and a missing image: the bad
    subjects land in failures.parquet, the others complete; touching one image reruns only
    that subject's batch, its analysis and the aggregate.
@@ -55,6 +55,7 @@ def test_tiny_synthetic_cohort_matches_ground_truth(tmp_path):
         synthetic={"n": 6, "seed": 4, "preset": "tiny", "lumbarization": 0.3,
                    "sacralization": 0.3},
         segmentation={"method": "ground_truth", "subjects_per_job": 4},
+        labeling={"weights": "shipped"},
     )  # fmt: skip
     _snakemake(tmp_path)
     res = tmp_path / "results"
@@ -68,6 +69,11 @@ def test_tiny_synthetic_cohort_matches_ground_truth(tmp_path):
     expected_lumbar = merged["anomaly"].map({"normal": 5, "lumbarization": 6, "sacralization": 4})
     assert (merged["lumbar_count"] == expected_lumbar).all()
     assert (merged["n_cervical"] == 6).all() and (merged["n_thoracic"] == 12).all()
+    # the shipped labeler ran and was cross-checked by the count on these whole spines
+    assert (subjects["labeler"] == "labeling.pt").all()
+    assert subjects["decided_by"].isin(["count", "count+model"]).all()
+    disagree = subjects["qc_flags"].str.contains("count_model_disagree")
+    assert ((subjects["decided_by"] == "count") == disagree).all()
 
     structures = pq.read_table(res / "tables" / "structures.parquet").to_pandas()
     for _, row in sheet.iterrows():
