@@ -256,6 +256,10 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup: int = 20
+    #: wall-clock budget (s); None = exactly ``steps`` steps.  With a budget the cosine decay
+    #: follows ``max(step / steps, elapsed / max_seconds)`` and training stops when that
+    #: reaches 1, so a run on a busy machine still ends annealed and on time
+    max_seconds: float | None = None
     dice_weight: float = 1.0
     seed: int = 0
     log_every: int = 25
@@ -303,15 +307,18 @@ def train_partial(
         net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+    t0 = time.perf_counter()
+
     def lr_at(step: int) -> float:
         if step < cfg.warmup:
             return (step + 1) / cfg.warmup
         t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
+        if cfg.max_seconds:
+            t = max(t, (time.perf_counter() - t0) / cfg.max_seconds)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     history: list[dict[str, float]] = []
-    t0 = time.perf_counter()
     for step in range(cfg.steps):
         x, codes = make_batch(real, synthetic, spec, rng, cfg.batch, cfg.augment)
         x, codes = x.to(device), codes.to(device)
@@ -326,12 +333,16 @@ def train_partial(
         sched.step()
         rec = {"step": step, "loss": float(loss.detach()), **parts}
         history.append(rec)
-        if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.steps - 1):
+        out_of_time = bool(cfg.max_seconds) and time.perf_counter() - t0 >= cfg.max_seconds
+        last = step == cfg.steps - 1 or out_of_time
+        if cfg.log_every and (step % cfg.log_every == 0 or last):
             el = time.perf_counter() - t0
             log(
                 f"step {step + 1}/{cfg.steps} loss {rec['loss']:.4f} (ce {parts['ce']:.4f} "
                 f"dice {parts['dice']:.4f}) {el:.0f}s"
             )
+        if out_of_time:
+            break
     net.eval().to(memory_format=torch.contiguous_format)
     return history
 
@@ -375,6 +386,8 @@ class RealRunConfig:
     pretrained: str = ""
     #: share of real volumes in the mixed variants' batches (None = the variant's own, 0.75)
     real_fraction: float | None = None
+    #: wall-clock budget per variant (s); None = exactly ``steps`` steps
+    max_seconds: float | None = None
     batch: dict[str, Any] = field(default_factory=dict)
     augment: dict[str, Any] = field(default_factory=dict)
     log_every: int = 25
@@ -487,6 +500,7 @@ def train_real_variant(
     bdict = {**cfg.batch, "real_fraction": real_fraction}
     tcfg = TrainConfig(
         steps=cfg.steps, lr=lr, seed=cfg.seed, log_every=cfg.log_every,
+        max_seconds=cfg.max_seconds,
         batch=BatchConfig(**bdict), augment=rd.AugmentConfig.from_dict(cfg.augment),
     )  # fmt: skip
     import logging
@@ -504,7 +518,8 @@ def train_real_variant(
         "synthetic_seeds": seeds if synth else [],
         "synthetic_preset": cfg.synthetic_preset if synth else None,
         "real_fraction": real_fraction,
-        "steps": cfg.steps,
+        "steps": len(hist),
+        "max_seconds": cfg.max_seconds,
         "lr": lr,
         "batch": dataclasses_asdict(tcfg.batch),
         "augment": dataclasses_asdict(tcfg.augment),
