@@ -74,16 +74,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 8,
         "synthetic_preset": "tiny",
     },
-    # what produced the shipped weights (1 thread: ~15 min segmentation + 2 x 7 min labelers
-    # on a loaded 2-core machine)
+    # what produced the shipped weights: segmentation 1200 steps (~15 min, 1 thread); the
+    # labelers auto-labelled 96 subjects with the shipped segmentation weights
+    # (segmentation_weights: shipped) and trained 25 min each (two at once, 1 thread each,
+    # bf16 on this AMX CPU: ~4,650 steps)
     "demo": {
         "n_expert": 16,
-        "n_cohort": 32,
+        "n_cohort": 96,
         "crops_per_subject": 8,
-        "n_eval_per_v": 15,
+        "n_eval_per_v": 20,
         "seg_steps": 1200,
-        "lab_steps": 900,
+        "lab_steps": 6000,
+        "lab_max_seconds": 1500,
         "batch_size": 8,
+        "lab_batch_size": 12,
         "synthetic_preset": "default",
     },
     # thesis proportions: 162 expert of 10,833 (1.5 %); GPU-sized
@@ -134,6 +138,8 @@ class TrainConfig:
     seg_steps: int = 150
     lab_steps: int = 150
     batch_size: int = 8
+    #: labelers' batch size (None = batch_size)
+    lab_batch_size: int | None = None
     lr: float = 2e-3
     seg_crop: tuple[int, int] = (192, 96)
     lab_crop: tuple[int, int] = (128, 72)
@@ -561,7 +567,18 @@ def autolabel_cohort(
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
     kept = sum(r["valid"] for r in rows)
-    write_json({"subjects": rows, "kept": kept, "total": len(rows)}, Path(out).with_suffix(".json"))
+    from spinecensus.model import sha256_file
+
+    write_json(
+        {
+            "subjects": rows,
+            "kept": kept,
+            "total": len(rows),
+            "segmentation_weights": Path(segmentation_weights).name,
+            "segmentation_sha256": sha256_file(segmentation_weights),
+        },
+        Path(out).with_suffix(".json"),
+    )
     log.info("autolabel: kept %d of %d subjects", kept, len(rows))
     return Path(out)
 
@@ -655,6 +672,33 @@ def iter_crops(
             auto.close()
 
 
+def crops_provenance(crops: str | os.PathLike[str]) -> dict[str, Any]:
+    """Where a :func:`make_crops` file's labels came from: ground truth (the expert subset)
+    or an autolabels file, with the segmentation weights that produced it and how many
+    subjects it kept (from the autolabels' ``.json`` summary, when present)."""
+    with np.load(crops) as z:
+        source = str(z["labels"])
+        seeds = z["seed"]
+        info: dict[str, Any] = {
+            "n_crops": int(len(seeds)),
+            "n_subjects": int(len(np.unique(seeds))),
+            "subject_seeds": [int(seeds.min()), int(seeds.max())] if len(seeds) else [],
+            "v_range": [int(z["v"].min()), int(z["v"].max())] if len(seeds) else [],
+        }
+    if source == "ground_truth":
+        return {**info, "labels": "ground truth of the synthetic expert subset"}
+    info["labels"] = "automatic: segmented, split and count-labelled from C2 (never ground truth)"
+    summary = Path(source).with_suffix(".json")
+    if summary.exists():
+        js = json.loads(summary.read_text())
+        info["autolabel"] = {
+            k: js[k]
+            for k in ("kept", "total", "segmentation_weights", "segmentation_sha256")
+            if k in js
+        }
+    return info
+
+
 def train_labeler(
     config: dict[str, Any] | None,
     crops: str | os.PathLike[str],
@@ -677,8 +721,9 @@ def train_labeler(
         )
     bank = to_bank(iter_crops(cfg, crops), spec)
     log.info("%s: %d crops, %d slices", name, n, len(bank.index))
+    lab_batch = int(cfg.lab_batch_size or cfg.batch_size)
     net, losses = train_network(
-        spec, bank, cfg.lab_steps, cfg.batch_size, cfg.lab_crop, cfg.seed + 1, cfg.lr,
+        spec, bank, cfg.lab_steps, lab_batch, cfg.lab_crop, cfg.seed + 1, cfg.lr,
         cfg.device, cfg.log_every, Path(out).with_suffix(".log.tsv"), name,
         max_seconds=cfg.lab_max_seconds,
     )  # fmt: skip
@@ -688,9 +733,10 @@ def train_labeler(
         "train_seconds": round(time.perf_counter() - t0, 1),
     }
     _save(net, spec, out, {
-        "data": f"{Path(crops).name}: {n} small-FOV crops (synthetic)", "steps": len(losses),
+        "data": f"{Path(crops).name}: {n} small-FOV crops (synthetic)",
+        "crops": crops_provenance(crops), "steps": len(losses),
         "max_seconds": cfg.lab_max_seconds,
-        "batch_size": cfg.batch_size, "crop": list(cfg.lab_crop), "lr": cfg.lr,
+        "batch_size": lab_batch, "crop": list(cfg.lab_crop), "lr": cfg.lr,
         "size": cfg.size,
     })  # fmt: skip
     return Path(out)
@@ -861,7 +907,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg["size"] = args.size
     cfg["threads"] = args.threads
     out = Path(args.out)
-    seg = train_segmentation(cfg, out / "segmentation.pt")
+    seg = (
+        Path(args.segmentation_weights)
+        if args.segmentation_weights
+        else train_segmentation(cfg, out / "segmentation.pt")
+    )
     auto = autolabel_cohort(cfg, seg, out / "autolabels.npz")
     crops = make_crops(cfg, auto, out / "crops.npz")
     ecrops = make_crops(cfg, None, out / "expert_crops.npz", expert=True)
@@ -882,6 +932,10 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--size", choices=sorted(PRESETS))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="results/train")
+    p.add_argument(
+        "--segmentation-weights",
+        help="skip step 1: auto-label the cohort with these weights (.pt/.onnx) instead",
+    )
     p.set_defaults(func=_cmd_train)
 
 

@@ -18,7 +18,7 @@ from spine_phantom import make_phantom  # noqa: E402
 
 from spinecensus import labels  # noqa: E402
 from spinecensus import training as T  # noqa: E402
-from spinecensus.model import ModelSpec, load_model  # noqa: E402
+from spinecensus.model import ModelSpec, load_model, sha256_file  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -144,9 +144,14 @@ def test_pipeline_steps_tiny(tmp_path):
     models = {"control": ctl}
     with np.load(auto) as z:
         have_auto = len(z.files) > 0
+    assert "ground truth" in load_model(ctl).spec.training["crops"]["labels"]
     if have_auto:  # an untrained segmenter may give no valid split; then skip that branch
         crops = T.make_crops(cfg, auto, tmp_path / "crops.npz")
         models["generated"] = T.train_labeler(cfg, crops, tmp_path / "labeler.pt")
+        # the sidecar names the model that generated the labels (provenance of the data)
+        prov = load_model(models["generated"]).spec.training["crops"]
+        assert prov["labels"].startswith("automatic")
+        assert prov["autolabel"]["segmentation_sha256"] == sha256_file(seg)
     T.evaluate_labelers(cfg, models, tmp_path / "eval.parquet", tmp_path / "eval.md")
     df = pd.read_parquet(tmp_path / "eval.parquet")
     assert set(df.V) == set(T.EVAL_V) and set(df.model) == set(models)

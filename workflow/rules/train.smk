@@ -17,6 +17,7 @@
 #   batch_size: 8
 # train:
 #   size: ci               # ci (minutes on CPU) | demo (the shipped weights) | gpu (thesis-sized)
+#   segmentation_weights: ""  # "" = step 1 trains one; "shipped" or a path = skip step 1
 #   seed: 0
 #   device: cpu            # cuda for a gpu-sized run
 #   # any preset key may be overridden: n_expert, n_cohort, crops_per_subject,
@@ -48,9 +49,19 @@ rule train_segmentation:
         training.train_segmentation(_train_config(threads), output.weights)
 
 
+def _autolabel_weights(wildcards):
+    """Step 1's model, or train.segmentation_weights ("shipped" or a path) to skip step 1."""
+    given = (config.get("train") or {}).get("segmentation_weights") or ""
+    if given == "shipped":
+        from spinecensus.model import DEFAULT_SEGMENTATION_WEIGHTS
+
+        return str(DEFAULT_SEGMENTATION_WEIGHTS)
+    return given or rules.train_segmentation.output.weights
+
+
 rule train_autolabel:
     input:
-        weights=rules.train_segmentation.output.weights,
+        weights=_autolabel_weights,
     output:
         labels=f"{TRAIN_DIR}/autolabels.npz",
         summary=f"{TRAIN_DIR}/autolabels.json",
