@@ -80,8 +80,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # bf16 on this AMX CPU: ~4,650 steps)
     "demo": {
         "n_expert": 16,
-        "n_cohort": 96,
+        "n_cohort": 300,
         "crops_per_subject": 8,
+        "anomaly_crop_factor": 4,
         "n_eval_per_v": 20,
         "seg_steps": 1200,
         "lab_steps": 6000,
@@ -134,6 +135,8 @@ class TrainConfig:
     n_expert: int = 6
     n_cohort: int = 24
     crops_per_subject: int = 6
+    #: crops_per_subject x this for subjects whose labels say lumbarization / sacralization
+    anomaly_crop_factor: int = 1
     n_eval_per_v: int = 12
     seg_steps: int = 150
     lab_steps: int = 150
@@ -626,17 +629,28 @@ def make_crops(
     """
     cfg = TrainConfig.from_dict(config)
     rng = np.random.default_rng([cfg.seed, 3, int(expert)])
+    status: dict[int, str] = {}
     if expert:
         items = [(subject_seed(cfg, EXPERT_OFFSET, i), None) for i in range(cfg.n_expert)]
+        status = {seed: anomaly_for(cfg, seed) for seed, _ in items}
     else:
         with np.load(autolabels) as z:
             items = [(int(key[4:]), z[key]) for key in z.files]
+        summary = Path(autolabels).with_suffix(".json")  # type: ignore[arg-type]
+        if summary.exists():
+            for row in json.loads(summary.read_text()).get("subjects", []):
+                status[int(row["seed"])] = str(row.get("transitional_status", ""))
     rows: list[tuple[int, int, int, int]] = []
     for seed, union in items:
         sub = make_subject(cfg, seed)
         if union is None:
             union = union_class_map(sub.instances, sub.id_to_name)
-        for _ in range(cfg.crops_per_subject):
+        # transitional spines are rare (a few % of a cohort) but the labeler must learn their
+        # lumbosacral names (L4-S1, L6): oversample them, chosen by the status the labels
+        # themselves give (automatic labels for the cohort, never its ground truth)
+        rare = status.get(seed) in ("lumbarization", "sacralization")
+        n_crops = cfg.crops_per_subject * (int(cfg.anomaly_crop_factor) if rare else 1)
+        for _ in range(n_crops):
             v = int(rng.integers(cfg.v_min, cfg.v_max + 1))
             r0, r1 = _crop_union(sub, union, v, rng).meta["crop_rows"]
             rows.append((seed, v, int(r0), int(r1)))

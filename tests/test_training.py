@@ -185,3 +185,19 @@ def test_fine_tune_starts_from_init_weights(tmp_path):
     other = ModelSpec(encoder_depth=3, decoder_channels=(32, 16, 8), target_spacing_mm=(3, 3))
     with pytest.raises(ValueError, match="init_weights"):
         T.train_network(other, bank, 1, 2, (64, 64), seed=0, init_weights=tmp_path / "w.pt")
+
+
+def test_make_crops_oversamples_transitional_spines(tmp_path):
+    """Synthetic tiny subjects: subjects whose labels say lumbarization / sacralization get
+    anomaly_crop_factor x the crops of a normal spine."""
+    base = {"size": "ci", "n_expert": 4, "crops_per_subject": 2, "synthetic_preset": "tiny",
+            "lumbarization": 0.25, "sacralization": 0.25}  # fmt: skip
+    cfg = T.TrainConfig.from_dict(base)
+    seeds = [T.subject_seed(cfg, T.EXPERT_OFFSET, i) for i in range(4)]
+    rare = sum(T.anomaly_for(cfg, sd) != "normal" for sd in seeds)
+    out = T.make_crops({**base, "anomaly_crop_factor": 3}, None, tmp_path / "c.npz", expert=True)
+    with np.load(out) as z:
+        per_seed = {sd: int((z["seed"] == sd).sum()) for sd in seeds}
+    for sd in seeds:
+        assert per_seed[sd] == (6 if T.anomaly_for(cfg, sd) != "normal" else 2)
+    assert sum(per_seed.values()) == 2 * 4 + 4 * rare
