@@ -9,7 +9,8 @@ multiclass labeler.  Here every step is one function (one Snakemake rule in
 
 1. :func:`train_segmentation` - U-Net (bg/vertebra/disc) on the expert subset's ground truth.
 2. :func:`autolabel_cohort` - segment the larger cohort, split, count-label from C2, drop
-   invalid splits.  Ground-truth masks/names of this cohort are never read.
+   invalid splits (and spines with a suspected missed disc, whose names below it shift).
+   Ground-truth masks/names of this cohort are never read.
 3. :func:`make_crops` - random small-FOV windows (V = 5..15 visible vertebrae).
 4. :func:`train_labeler` - multiclass labeler on those crops; the control labeler on the
    expert subset's (ground-truth) crops only.
@@ -558,7 +559,13 @@ def autolabel_cohort(
             names = {int(k): str(v) for k, v in lab.id_to_name.items()}
             row["transitional_status"] = str(lab.transitional_status)
             row["n_structures"] = len(names)
-            if names:
+            merged = [f for f in lab.qc_flags if f.startswith("missed_disc_suspected")]
+            if merged:
+                # a merged vertebra shifts every name below it: such labels would teach the
+                # labeler wrong names, so the subject is dropped like an invalid split
+                row["valid"] = False
+                row["invalid_reason"] = merged[0]
+            elif names:
                 arrays[f"lab_{seed}"] = union_class_map(res.instances, names)
             else:
                 row["valid"] = False
