@@ -7,6 +7,7 @@ pipeline steps, which skip when that module is not available.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -201,3 +202,42 @@ def test_make_crops_oversamples_transitional_spines(tmp_path):
     for sd in seeds:
         assert per_seed[sd] == (6 if T.anomaly_for(cfg, sd) != "normal" else 2)
     assert sum(per_seed.values()) == 2 * 4 + 4 * rare
+
+
+def test_autolabel_drops_spines_with_a_missed_disc(tmp_path, monkeypatch):
+    """Synthetic tiny subjects and a stand-in segmenter that returns the ground-truth mask,
+    except that it misses one thoracic disc in the first subject: that subject's automatic
+    labels would be shifted below the merge, so it is dropped; the others are kept."""
+    cfg = {"size": "ci", "n_cohort": 3, "synthetic_preset": "tiny",
+           "lumbarization": 0.0, "sacralization": 0.0}  # fmt: skip
+    first = T.subject_seed(T.TrainConfig.from_dict(cfg), T.COHORT_OFFSET, 0)
+
+    class GroundTruthSegmenter:
+        def predict_semantic(self, image, spacing_mm):
+            seed = next(s for s in range(first, first + 3) if seen.get(s) is image)
+            sub = subjects[seed]
+            sem = np.asarray(sub.semantic).copy()
+            if seed == first:
+                name_to_id = {v: k for k, v in sub.id_to_name.items()}
+                sem[sub.instances == name_to_id["T6-T7"]] = 1
+            return sem
+
+    subjects, seen = {}, {}
+    real_make = T.make_subject
+
+    def make_subject(c, seed, anomaly=None):
+        sub = real_make(c, seed, anomaly)
+        subjects[seed], seen[seed] = sub, sub.image
+        return sub
+
+    monkeypatch.setattr(T, "make_subject", make_subject)
+    monkeypatch.setattr(T, "load_model", lambda *a, **k: GroundTruthSegmenter())
+    monkeypatch.setattr("spinecensus.model.sha256_file", lambda p: "0" * 64)
+    out = T.autolabel_cohort(cfg, tmp_path / "seg.pt", tmp_path / "autolabels.npz")
+    summary = json.loads((tmp_path / "autolabels.json").read_text())
+    rows = {r["seed"]: r for r in summary["subjects"]}
+    assert rows[first]["valid"] is False
+    assert rows[first]["invalid_reason"].startswith("missed_disc_suspected")
+    assert summary["kept"] == 2
+    with np.load(out) as z:
+        assert sorted(z.files) == [f"lab_{first + 1}", f"lab_{first + 2}"]
