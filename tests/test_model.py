@@ -266,22 +266,37 @@ def test_shipped_segmentation_dice_and_whole_spine_labeling(fresh_subjects):
 
 
 def test_shipped_labeler_small_fov(fresh_subjects):
-    """Synthetic: the shipped small-FOV labeler (+ consistent-sequence DP) names most V=15
-    crops of fresh subjects exactly right (held-out eval: 100 % at V=15, 73 % at V=10)."""
+    """Synthetic: the shipped small-FOV labeler (per-voxel vote + consistent-sequence DP, the
+    workflow's method) names crops of V = 5, 8, 10 and 15 vertebrae of fresh normal,
+    lumbarization and sacralization subjects exactly right (held-out eval: 96-98 % per V,
+    100 crops each; allowed here: 2 misses in 24); on the whole ground-truth spines the
+    count decides and a disagreeing labeler is flagged."""
     if not M.DEFAULT_LABELING_WEIGHTS.exists():
         pytest.skip("no shipped labeler weights")
-    from spinecensus import synthetic, training
+    from spinecensus import labeling, split, synthetic, training
 
     model = M.load_model(M.DEFAULT_LABELING_WEIGHTS, threads=1)
     rng = np.random.default_rng(0)
-    correct = []
+    correct, agree = [], []
     for sub in fresh_subjects:
-        for _ in range(2):
-            crop = synthetic.crop_fov(sub, 15, rng)
-            names, _ = training.label_crop(model, crop)
-            correct.append(names == [crop.id_to_name[i] for i in sorted(crop.id_to_name)])
-    assert np.mean(correct) >= 2 / 3, correct
-
+        for v in training.EVAL_V:
+            for _ in range(2):
+                crop = synthetic.crop_fov(sub, v, rng)
+                names, _ = training.label_crop(model, crop, "vote")
+                correct.append(names == [crop.id_to_name[i] for i in sorted(crop.id_to_name)])
+        res = split.split_instances(sub.semantic, sub.spacing_mm)
+        votes = model.predict_structure_classes(sub.image, sub.spacing_mm, sub.semantic > 0)
+        lab = labeling.label_with_model(
+            res, labeling.vote_log_probs(res.instances, votes), labeling.count_labels(res)
+        )
+        # the count decides these whole spines; where the labeler disagrees (it still
+        # misses some sacralizations: L4-S1 read as L4-L5) that is flagged, never hidden
+        assert lab.transitional_status == sub.anomaly
+        disagree = any(f.startswith("count_model_disagree") for f in lab.qc_flags)
+        assert lab.decided_by == ("count" if disagree else "count+model")
+        agree.append(not disagree)
+    assert sum(correct) >= len(correct) - 2, correct
+    assert sum(agree) >= 2, agree  # normal and lumbarization spines agree
 
 def test_predict_structure_classes_union_votes_inside_foreground():
     """Random tiny labelers: votes are union classes (1..49), never background, only inside
