@@ -112,6 +112,16 @@ def _train_config(threads):
     return {**config.get("train", {}), "threads": threads}
 
 
+def _autolabel_weights(wildcards):
+    """Step 1's model, or train.segmentation_weights ("shipped" or a path) to skip step 1."""
+    given = (config.get("train") or {}).get("segmentation_weights") or ""
+    if given == "shipped":
+        from spinecensus.model import DEFAULT_SEGMENTATION_WEIGHTS
+
+        return str(DEFAULT_SEGMENTATION_WEIGHTS)
+    return given or f"{TRAIN_DIR}/segmentation.pt"
+
+
 TRAIN_REAL_DIR = "results/train_real"
 _TR = config.get("train_real", {}) or {}
 REAL_VARIANTS = list(

@@ -49,16 +49,6 @@ rule train_segmentation:
         training.train_segmentation(_train_config(threads), output.weights)
 
 
-def _autolabel_weights(wildcards):
-    """Step 1's model, or train.segmentation_weights ("shipped" or a path) to skip step 1."""
-    given = (config.get("train") or {}).get("segmentation_weights") or ""
-    if given == "shipped":
-        from spinecensus.model import DEFAULT_SEGMENTATION_WEIGHTS
-
-        return str(DEFAULT_SEGMENTATION_WEIGHTS)
-    return given or rules.train_segmentation.output.weights
-
-
 rule train_autolabel:
     input:
         weights=_autolabel_weights,
