@@ -38,12 +38,19 @@ TOP = labels.CERVICAL[0]  # "C2", the count origin
 #: schema names that are no column of the 49-name union (``labels.all_names()``): the
 #: lumbosacral disc of the normal / sacralization variants.  The labeler is trained with
 #: every lumbosacral disc in the union's ``L6-S1`` column ("the disc above the sacrum",
-#: ``training._union_name``), so that column scores them; with several columns listed the
+#: ``union_column``), so that column scores them; with several columns listed the
 #: score would be their log-sum-exp (probabilities add).
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "L5-S1": ("L6-S1",),
     "L4-S1": ("L6-S1",),
 }
+
+
+def union_column(name: str) -> str:
+    """The union column (``labels.all_names()``) a schema name is learned and voted as:
+    the name itself, or for the lumbosacral discs absent from the union its
+    :data:`COLUMN_ALIASES` column (``"L6-S1"``, "the disc above the sacrum")."""
+    return COLUMN_ALIASES.get(name, (name,))[0]
 
 
 @dataclass

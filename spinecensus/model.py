@@ -452,10 +452,11 @@ class SegmentationModel:
         """
         # channel -> union class (identity for the union labeler; a thesis 45/47/49-class
         # model's names are mapped, its lumbosacral disc onto the union's "L6-S1" column)
+        from spinecensus.labeling import union_column
+
         union = {n: j + 1 for j, n in enumerate(labels.all_names())}
-        alias = {"L5-S1": "L6-S1", "L4-S1": "L6-S1"}
         lut = np.array(
-            [0] + [union.get(alias.get(n, n), 0) for n in self.spec.classes[1:]], dtype=np.uint8
+            [0] + [union.get(union_column(n), 0) for n in self.spec.classes[1:]], dtype=np.uint8
         )
         out = np.zeros(np.shape(volume), dtype=np.uint8)
         for start, logits in self.iter_logits(volume, spacing_mm):

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from spinecensus import labels
+from spinecensus import labeling, labels
 from spinecensus.io import atomic_path, write_json
 from spinecensus.model import (
     ModelSpec,
@@ -211,15 +211,10 @@ def union_class_map(instances: np.ndarray, id_to_name: dict[int, str]) -> np.nda
     lut = np.zeros(int(np.max(instances, initial=0)) + 1, dtype=np.uint8)
     for iid, name in id_to_name.items():
         if 0 < int(iid) < len(lut):
-            lut[int(iid)] = names.index(_union_name(name)) + 1
+            # L4-S1 / L5-S1 are no union column: learned as "L6-S1", the disc above the
+            # sacrum (labeling.COLUMN_ALIASES scores them from it when decoding)
+            lut[int(iid)] = names.index(labeling.union_column(name)) + 1
     return lut[np.asarray(instances, dtype=np.int64)]
-
-
-def _union_name(name: str) -> str:
-    # L4-S1 / L5-S1 exist only in the 45/47 schemas, not among the 49 union columns: the
-    # labeler learns every lumbosacral disc as the union's "L6-S1" ("the disc above the
-    # sacrum"); labeling.COLUMN_ALIASES scores L5-S1 / L4-S1 from that column when decoding
-    return {"L4-S1": "L6-S1", "L5-S1": "L6-S1"}.get(name, name)
 
 
 # --------------------------------------------------------------------------- training core
@@ -539,7 +534,7 @@ def autolabel_cohort(
     """
     import torch
 
-    from spinecensus import labeling, split
+    from spinecensus import split
 
     cfg = TrainConfig.from_dict(config)
     torch.set_num_threads(max(1, int(cfg.threads)))
@@ -782,8 +777,6 @@ def label_crop(
 
 def label_crop_all(model: SegmentationModel, crop: Any) -> tuple[dict[str, list[str]], np.ndarray]:
     """:func:`label_crop` for every aggregation at once: ``({aggregation: names}, pred)``."""
-    from spinecensus import labeling
-
     inst = np.asarray(crop.instances)
     ids = sorted(int(i) for i in crop.id_to_name)
     kinds = [labels.kind(crop.id_to_name[i]) for i in ids]
