@@ -294,14 +294,14 @@ def train_partial(
     """
     import torch
 
-    from spinecensus.training import bf16_is_fast
+    from spinecensus.training import training_uses_bf16
 
     cfg = cfg or TrainConfig()
     if not real and not synthetic:
         raise ValueError("no training volumes")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    use_bf16 = amp == "bf16" or (amp == "auto" and bf16_is_fast(device))
+    use_bf16 = training_uses_bf16(amp, device)
     net.to(device).train()
     if use_bf16:
         net.to(memory_format=torch.channels_last)

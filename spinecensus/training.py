@@ -343,7 +343,7 @@ def train_network(
         raise ValueError(f"{name}: no training slice contains foreground")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    use_bf16 = amp == "bf16" or (amp == "auto" and bf16_is_fast(device))
+    use_bf16 = training_uses_bf16(amp, device)
     if init_weights is not None:
         net, init_spec = load_network(init_weights)
 
@@ -403,6 +403,12 @@ def train_network(
         with atomic_path(log_path) as tmp:
             tmp.write_text("\n".join(rows) + "\n")
     return net.eval().cpu().to(memory_format=torch.contiguous_format), losses
+
+
+def training_uses_bf16(amp: str | None, device: str) -> bool:
+    """A training loop's ``amp`` setting resolved: ``"bf16"`` yes, None no, ``"auto"`` =
+    where bf16 is fast (:func:`bf16_is_fast`)."""
+    return amp == "bf16" or (amp == "auto" and bf16_is_fast(device))
 
 
 def bf16_is_fast(device: str = "cpu") -> bool:
