@@ -419,17 +419,13 @@ def segment_batch(
         t = time.perf_counter()
         from spinecensus import model as model_mod
 
-        lpath = (
-            model_mod.DEFAULT_LABELING_WEIGHTS
-            if labeler_weights == "shipped"
-            else Path(labeler_weights)
-        )
+        lpath = model_mod.weights_file(labeler_weights, "labeling")
         labeler = model_mod.load_model(lpath, device=device, threads=threads, batch_size=batch_size)
         if labeler.spec.task != "labeling":
             raise ValueError(
                 f"{lpath}: labeling.weights must be a labeler, not {labeler.spec.task}"
             )
-        labeler_name = Path(lpath).name
+        labeler_name = lpath.name
         load_s += time.perf_counter() - t
 
     records = []

@@ -67,6 +67,15 @@ DEFAULT_SEGMENTATION_WEIGHTS = WEIGHTS_DIR / "segmentation.pt"
 DEFAULT_LABELING_WEIGHTS = WEIGHTS_DIR / "labeling.pt"
 
 
+def weights_file(value: str | os.PathLike[str], task: Task) -> Path:
+    """A config's weights setting as a file: ``"shipped"`` = the shipped weights of ``task``
+    (:data:`DEFAULT_SEGMENTATION_WEIGHTS` / :data:`DEFAULT_LABELING_WEIGHTS`), anything
+    else the path itself."""
+    if str(value) == "shipped":
+        return DEFAULT_LABELING_WEIGHTS if task == "labeling" else DEFAULT_SEGMENTATION_WEIGHTS
+    return Path(value)
+
+
 def labeling_classes() -> tuple[str, ...]:
     """Output channels of the union labeler: background + the 49 names of ``all_names()``."""
     return ("background", *labels.all_names())

@@ -51,6 +51,7 @@ from spinecensus.model import (
     plan_geometry,
     save_weights,
     to_network_grid,
+    weights_file,
 )
 
 if TYPE_CHECKING:
@@ -928,7 +929,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg["threads"] = args.threads
     out = Path(args.out)
     seg = (
-        Path(args.segmentation_weights)
+        weights_file(args.segmentation_weights, "segmentation")
         if args.segmentation_weights
         else train_segmentation(cfg, out / "segmentation.pt")
     )
@@ -954,7 +955,7 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--out", default="results/train")
     p.add_argument(
         "--segmentation-weights",
-        help="skip step 1: auto-label the cohort with these weights (.pt/.onnx) instead",
+        help='skip step 1: auto-label with these weights ("shipped", or a .pt/.onnx path)',
     )
     p.set_defaults(func=_cmd_train)
 

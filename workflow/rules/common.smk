@@ -115,11 +115,11 @@ def _train_config(threads):
 def _autolabel_weights(wildcards):
     """Step 1's model, or train.segmentation_weights ("shipped" or a path) to skip step 1."""
     given = (config.get("train") or {}).get("segmentation_weights") or ""
-    if given == "shipped":
-        from spinecensus.model import DEFAULT_SEGMENTATION_WEIGHTS
+    if not given:
+        return f"{TRAIN_DIR}/segmentation.pt"
+    from spinecensus.model import weights_file
 
-        return str(DEFAULT_SEGMENTATION_WEIGHTS)
-    return given or f"{TRAIN_DIR}/segmentation.pt"
+    return str(weights_file(given, "segmentation"))
 
 
 TRAIN_REAL_DIR = "results/train_real"
