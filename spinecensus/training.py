@@ -77,9 +77,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "synthetic_preset": "tiny",
     },
     # what produced the shipped weights: segmentation 1200 steps (~15 min, 1 thread); the
-    # labelers auto-labelled 96 subjects with the shipped segmentation weights
+    # labelers auto-labelled 300 subjects with the shipped segmentation weights
     # (segmentation_weights: shipped) and trained 25 min each (two at once, 1 thread each,
-    # bf16 on this AMX CPU: ~4,650 steps)
+    # bf16 on this AMX CPU: ~4,840 steps for the generated-label labeler)
     "demo": {
         "n_expert": 16,
         "n_cohort": 300,
