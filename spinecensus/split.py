@@ -67,6 +67,12 @@ UNSPLITTABLE_EMPTY = "unsplittable: empty mask (no vertebra or disc voxels)"
 #: bounds the work: the merge loop below refits planes once per merge.
 MAX_DISC_COMPONENTS = 48
 
+#: an inner slab (between two discs) holding under this fraction of the median slab's
+#: vertebra voxels is no vertebra: the two discs are pieces of one (a real scan's model
+#: output splits a disc around a sliver of a few hundred voxels).  The smallest true
+#: vertebra, C3, holds about a third of the median one.
+MIN_INNER_SLAB_FRACTION = 0.1
+
 #: rows of the matrix product are processed in chunks to bound peak memory (voxels)
 _CHUNK = 1 << 18
 
@@ -496,7 +502,9 @@ def split_instances(
         if k < 2 or n_vox_v == 0:
             break
         inner = slab_cnt[1:k]  # slab s (1..K-1) between disc s-1 and disc s
-        tiny = inner < max(fragment_voxels, 0.02 * np.median(slab_cnt[slab_cnt > 0]))
+        tiny = inner < max(
+            fragment_voxels, MIN_INNER_SLAB_FRACTION * np.median(slab_cnt[slab_cnt > 0])
+        )
         if not np.any(tiny):
             break
         # merge disc s-1 and s for the first tiny inner slab (one at a time: refits move planes)
