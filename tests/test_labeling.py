@@ -15,6 +15,7 @@ from spinecensus.labeling import (
     label_with_model,
     last_is_sacrum,
     names_up_from_sacrum,
+    sacral_tail,
     vote_log_probs,
 )
 from spinecensus.split import SplitResult, split_instances
@@ -282,6 +283,21 @@ def test_names_up_from_sacrum() -> None:
     assert names_up_from_sacrum(kinds, [10, 100, 10, 100, 12, 30]) is None
     # a scan ending in a disc shows no sacrum
     assert names_up_from_sacrum(kinds[:-1], [10, 100, 10, 100, 12]) is None
+
+
+def test_sacral_segments_below_s1_are_set_aside() -> None:
+    """Hand-made sequence of a real-scan split: S2 separated from S1 at a tiny remnant disc
+    must not be taken for S1 (which would shift every level by one)."""
+    kinds = ["vertebra", "disc"] * 4 + ["vertebra", "disc", "vertebra"]
+    counts = [100, 10, 100, 10, 100, 12, 100, 8, 160, 1, 90]
+    assert sacral_tail(kinds, counts) == 2
+    names = names_up_from_sacrum(kinds, counts)
+    assert names is not None and names[9] == "S1" and names[7] == "L5" and 11 not in names
+    # a lumbosacral disc of ordinary size is not a remnant: nothing is set aside
+    assert sacral_tail(kinds, [*counts[:-2], 6, 90]) == 0
+    assert sacral_tail(["disc", "vertebra"], [1, 100]) == 0
+    # a small last disc under an ordinary-sized vertebra is an under-segmented L5-S1
+    assert sacral_tail(kinds, [*counts[:8], 110, 1, 90]) == 0
 
 
 def test_one_sacrum_rule_two_thresholds() -> None:
