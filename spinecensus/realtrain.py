@@ -391,6 +391,9 @@ class RealRunConfig:
     batch: dict[str, Any] = field(default_factory=dict)
     augment: dict[str, Any] = field(default_factory=dict)
     log_every: int = 25
+    #: label the gap between consecutive annotated bodies as disc and between consecutive
+    #: annotated discs as body (``realdata.target_codes(fill_between=...)``)
+    fill_between_levels: bool = True
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> RealRunConfig:
@@ -468,7 +471,10 @@ def train_real_variant(
     t0 = time.perf_counter()
     train, _val = load_real_split(cfg)
     real = [
-        prepare_volume(s.scan.data, rd.target_codes(s), s.spacing_mm, spec, s.meta.key)
+        prepare_volume(
+            s.scan.data, rd.target_codes(s, cfg.fill_between_levels), s.spacing_mm, spec,
+            s.meta.key,
+        )  # fmt: skip
         for s in train
     ]
     synth: list[TrainVolume] = []
@@ -518,6 +524,7 @@ def train_real_variant(
         "synthetic_seeds": seeds if synth else [],
         "synthetic_preset": cfg.synthetic_preset if synth else None,
         "real_fraction": real_fraction,
+        "fill_between_levels": cfg.fill_between_levels,
         "steps": len(hist),
         "max_seconds": cfg.max_seconds,
         "lr": lr,

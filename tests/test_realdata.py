@@ -76,12 +76,19 @@ def test_loaded_sample_is_canonical_and_codes_honour_partial_labels(
     assert rows == sorted(rows)  # id 1 (L1-L2) is the most cranial: row 0 is superior
     codes = rd.target_codes(ivd)
     assert set(np.unique(codes)) == {
-        rd.CODE_BG, rd.CODE_DISC, rd.CODE_NOT_DISC, rd.CODE_UNKNOWN
+        rd.CODE_BG, rd.CODE_BODY, rd.CODE_DISC, rd.CODE_NOT_DISC, rd.CODE_UNKNOWN
     }  # fmt: skip
     assert np.all(codes[ivd.instances > 0] == rd.CODE_DISC)
     assert not np.any(codes == rd.CODE_NOT_BODY)
     disc_ap = np.nonzero(ivd.instances)[2]
     col = int(np.median(disc_ap))
+    # between L1-L2 and L2-L3 lies L2's body (fill_between); without it, "not disc"
+    mid = ivd.instances.shape[0] // 2
+    r12 = np.nonzero(ivd.instances[mid, :, col] == 1)[0].max()
+    r23 = np.nonzero(ivd.instances[mid, :, col] == 2)[0].min()
+    assert np.all(codes[mid, r12 + 1 : r23, col] == rd.CODE_BODY)
+    plain = rd.target_codes(ivd, fill_between=False)
+    assert not np.any(plain == rd.CODE_BODY)
     # L5-S1 is annotated: no disc lies below it; the sacrum (a vertebra) may, near the column
     assert np.all(codes[:, -1, col] == rd.CODE_NOT_DISC)
     # above L1-L2's centre the unannotated T12-L1 may be a disc: no loss near the column
@@ -165,6 +172,35 @@ def test_iou_matrix_and_restricted_dice() -> None:
     extra[0, 9] = True  # a separate component not touching ref: dropped by the restriction
     kept = rev.restrict_to_reference(extra, ref == 1)
     assert kept.sum() == 8 and rev.dice(kept, ref == 1) == 1.0
+
+
+def test_between_consecutive_structures() -> None:
+    """Synthetic two-body mask: the gap between consecutive bodies is found only in the
+    columns crossing both, and only when it is at most ``max_gap_mm`` high."""
+    inst = np.zeros((2, 30, 8), dtype=np.uint8)
+    inst[:, 2:10, 1:7] = 1
+    inst[:, 14:22, 3:8] = 2  # 4-row gap (rows 10..13) over AP columns 3..6
+    gap = rd.between_consecutive(inst, (2.0, 1.0, 1.0), max_gap_mm=6.0)
+    expected = np.zeros_like(gap)
+    expected[:, 10:14, 3:7] = True
+    np.testing.assert_array_equal(gap, expected)
+    assert not rd.between_consecutive(inst, (2.0, 2.0, 1.0), max_gap_mm=6.0).any()
+    assert not rd.between_consecutive(np.zeros_like(inst), (1.0, 1.0, 1.0), 9.0).any()
+
+
+def test_restriction_to_annotated_levels_ignores_unannotated_neighbours() -> None:
+    """Synthetic column: a predicted vertebra above the annotated ones (T10 above VB2's T11),
+    connected to them, is not counted against the prediction.  Rows beyond the annotated
+    extent are not judged at all (also the end levels' own over-reach: the rule is lenient
+    there by at most a disc's height)."""
+    ref = np.zeros((1, 30, 4), dtype=bool)
+    ref[0, 10:20] = True
+    pred = np.zeros_like(ref)
+    pred[0, 0:22] = True  # unannotated level above (rows 0..9) + 2 extra rows below
+    assert rev.dice(rev.restrict_to_reference(pred, ref), ref) < 0.7
+    kept = rev.restrict_to_annotated_levels(pred, ref)
+    assert kept.sum() == 10 * 4 and rev.dice(kept, ref) == 1.0
+    assert not rev.annotated_rows(np.zeros_like(ref)).any()
 
 
 def test_partial_training_loop_runs_and_updates_weights() -> None:

@@ -15,6 +15,8 @@
 #   variants: [real_only, scratch_mixed, pretrained_mixed]   # see realtrain.VARIANTS
 #   pretrained: ""         # weights the pretrained variant starts from ("" = shipped default)
 #   # overrides: steps, lr, finetune_lr, n_synthetic, n_synthetic_eval, synthetic_preset,
+#   #   real_fraction, max_seconds (wall-clock budget per variant, s),
+#   #   fill_between_levels (true: the gap between annotated bodies is taught as disc),
 #   #   batch: {batch_size, volumes_per_step, crop_si, fg_fraction},
 #   #   augment: {scale, slice_gain, gamma, bias, noise, rotation_deg, zoom, flip_lr}
 
