@@ -9,9 +9,12 @@ the fused segments, and a fused L5 in sacralization, form one instance).  The th
 count is fixed at 12 and the cervical at 6 bodies (C2-C7), as in the thesis, so the
 number of free lumbar vertebrae is ``n_vertebrae - 18 - 1`` and gives the transitional
 status (4 sacralization, 5 normal, 6 lumbarization).  Thoracic-count variants are not
-modelled (see ``spinecensus.labels``).
+modelled (see ``spinecensus.labels``).  A split with at most ``SMALL_FOV_MAX_VERTEBRAE``
+vertebrae cannot reach from C2 to the sacrum: it is named upward from the sacrum where one
+is in view (:func:`names_up_from_sacrum`, five lumbar vertebrae assumed) and its status is
+withheld.
 
-Small-FOV scans (:func:`label_with_model`): per-instance log-probabilities over the 49
+Small-FOV scans with a labeler (:func:`label_with_model`): per-instance log-probabilities over the 49
 union names from the multiclass model, then :func:`consistent_sequence` picks the most
 likely name sequence that follows one schema variant with vertebra/disc alternating and
 no gaps.  The per-instance log-probabilities come from the labeler's mean log-softmax
@@ -259,6 +262,31 @@ def _missed_disc_suspects(split: SplitResult, max_gap_ratio: float) -> list[tupl
     return out
 
 
+#: a split from C2 to the sacrum shows 22-24 free vertebrae (a missed disc or two: 20-21);
+#: this many or fewer means C2 is not in view - a lumbar or thoraco-lumbar scan - and
+#: counting from the top vertebra as C2 would name T11 "C2"
+SMALL_FOV_MAX_VERTEBRAE = 12
+
+
+def _small_fov_labels(split: SplitResult, flags: list[str]) -> Labeling:
+    """Names for a small-field-of-view split: upward from the sacrum where it is in view
+    (:func:`names_up_from_sacrum`), otherwise none.  The status stays "undetermined": a
+    transitional vertebra cannot be recognised without the count from C2 (or a labeler)."""
+    names = names_up_from_sacrum(split.kinds, split.voxel_counts) or {}
+    n_verts = len(split.ids_of("vertebra"))
+    how = (
+        "named upward from the sacrum, five lumbar vertebrae assumed"
+        if names
+        else "no sacrum recognised, left unnamed"
+    )
+    flags.append(
+        f"small_field_of_view: {n_verts} vertebrae, C2 not in view; {how}; status "
+        "undetermined (a transitional vertebra needs the count from C2 or a labeler)"
+    )
+    sacrum_id = next((i for i, n in names.items() if n == labels.SACRUM), None)
+    return Labeling(names, "undetermined", None, "count", flags, sacrum_id=sacrum_id)
+
+
 def count_labels(
     split: SplitResult, sacrum_ratio: float = SACRUM_MIN_RATIO, max_gap_ratio: float = 1.4
 ) -> Labeling:
@@ -284,6 +312,8 @@ def count_labels(
     if not verts:
         flags.append("no_vertebrae: nothing to count from")
         return Labeling({}, "undetermined", None, "count", flags)
+    if len(verts) <= SMALL_FOV_MAX_VERTEBRAE:
+        return _small_fov_labels(split, flags)
     last = len(kinds)
     sacrum = last_is_sacrum(kinds, split.voxel_counts, sacrum_ratio)
     n_free = len(verts) - 1 if sacrum else len(verts)

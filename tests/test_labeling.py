@@ -102,10 +102,27 @@ def test_count_labels_flags_invalid_split_and_handles_nothing():
 
 
 def test_count_labels_leading_disc_is_unnamed():
-    kinds = ["disc", "vertebra", "disc", "vertebra"]
-    lab = count_labels(fake_split(kinds, [10, 100, 10, 50]))
-    assert lab.id_to_name == {2: "C2", 3: "C2-C3", 4: "C3"}
+    kinds = ["disc"] + ["vertebra", "disc"] * 12 + ["vertebra"]  # 13 vertebrae, no sacrum
+    lab = count_labels(fake_split(kinds, [10 if k == "disc" else 100 for k in kinds]))
+    assert 1 not in lab.id_to_name
+    assert [lab.id_to_name[i] for i in (2, 3, 4)] == ["C2", "C2-C3", "C3"]
     assert any(f.startswith("top_not_vertebra") for f in lab.qc_flags)
+
+
+def test_count_labels_small_field_of_view_names_up_from_sacrum():
+    """Hand-made lumbar scan (T11..S1, 8 vertebrae): C2 is not in view, so the top vertebra
+    is not called C2; levels are named upward from the sacrum, the status is withheld."""
+    kinds = ["vertebra", "disc"] * 7 + ["vertebra"]
+    counts = [10 if k == "disc" else 100 for k in kinds]
+    counts[-1] = 130
+    lab = count_labels(fake_split(kinds, counts))
+    assert lab.id_to_name[1] == "T11" and lab.id_to_name[15] == "S1"
+    assert lab.id_to_name[13] == "L5" and lab.sacrum_id == 15
+    assert lab.transitional_status == "undetermined" and lab.lumbar_count is None
+    assert any(f.startswith("small_field_of_view") for f in lab.qc_flags)
+    counts[-1] = 40  # no sacrum in view: nothing is named
+    unnamed = count_labels(fake_split(kinds, counts))
+    assert unnamed.id_to_name == {} and unnamed.sacrum_id is None
 
 
 @pytest.mark.parametrize("variant", labels.VARIANTS)
