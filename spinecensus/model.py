@@ -519,8 +519,11 @@ class SegmentationModel:
         return struct.numpy()
 
 
-#: pieces of the column smaller than this are stray blobs (mm³; a cervical disc is ~1 cm³)
-MIN_COLUMN_PIECE_MM3 = 500.0
+#: pieces of the column smaller than this are stray blobs (mm³).  A piece cut off by a
+#: missed disc holds at least one vertebral body (2-3 cm³ for the smallest, cervical ones;
+#: real lumbar bodies 8-65 cm³), while a synthetic model's blob at the skull base above C2
+#: held 1.1 cm³ and, kept, made the top instance two pieces.
+MIN_COLUMN_PIECE_MM3 = 2000.0
 #: largest gap bridged between two pieces of the column (mm): one missed lumbar disc
 #: (≤ 12-15 mm high) leaves its two vertebral bodies about this far apart
 MAX_COLUMN_GAP_MM = 15.0

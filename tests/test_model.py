@@ -189,17 +189,19 @@ def test_export_onnx_cli(tiny_weights, tmp_path):
 
 def test_spine_column_keeps_pieces_split_by_a_missed_disc():
     """Tiny hand-made column (synthetic): two bodies 8 mm apart with no disc predicted
-    between them both stay; a stray blob and a large blob 30 mm away do not."""
+    between them both stay; a small blob near them and a body-sized blob 18 mm away do
+    not."""
     sp = (2.0, 1.0, 1.0)
     sem = np.zeros((5, 80, 60), np.uint8)
     sem[1:4, 5:25, 10:30] = 1  # upper body
     sem[1:4, 25:30, 10:30] = 2  # its disc
     sem[1:4, 38:58, 10:30] = 1  # lower body: 8 rows (8 mm) below the disc, no disc between
     sem[2, 70, 55] = 1  # stray voxel
-    sem[1:4, 60:75, 0:5] = 1  # large blob, > 15 mm from the column
+    sem[:, 62:80, 48:60] = 1  # a blob as large as a body (2,160 mm³), 18 mm from the column
+    sem[1:4, 60:64, 10:14] = 1  # a small blob (96 mm³) touching distance of the column
     out = M.spine_column(sem, sp)
     np.testing.assert_array_equal(out[:, :60, 10:30], sem[:, :60, 10:30])
-    assert out[2, 70, 55] == 0 and not out[:, 60:75, 0:5].any()
+    assert out[2, 70, 55] == 0 and not out[:, 60:].any()
     # the published rule (largest component only) loses the lower body
     assert not M.largest_component(sem)[:, 38:58].any()
     # a gap wider than max_gap_mm is not bridged
