@@ -562,8 +562,12 @@ def analyse_subject(
     out_dir: str | os.PathLike[str],
     image: str | None = None,
     qc_png: bool = True,
+    field_of_view: str = "whole_spine",
 ) -> dict[str, Any]:
     """Split, label and measure one subject's semantic mask; never raises for subject errors.
+
+    ``field_of_view``: ``"whole_spine"`` (count from C2) or ``"lumbar"`` (no C2 in view:
+    levels named upward from the sacrum; see ``labeling.count_labels``).
 
     Reads ``seg_dir/<subject>.nii.gz`` (or propagates ``seg_dir/<subject>.failed.json``).
     Always writes the declared outputs ``out_dir/summary.json`` (``"status": "ok"`` or
@@ -612,7 +616,9 @@ def analyse_subject(
         votes_path = seg / f"{subject}.labeler.nii.gz"
         votes = load_mask(votes_path).data if votes_path.exists() else None
         t0 = time.perf_counter()
-        analysis = pipeline.analyse_semantic(np.asarray(sem.data), sem, labeler_votes=votes)
+        analysis = pipeline.analyse_semantic(
+            np.asarray(sem.data), sem, labeler_votes=votes, field_of_view=field_of_view
+        )
         compute_s = time.perf_counter() - t0
         if analysis.split.n_instances == 0:
             # nothing found (a non-spine image, an empty segmentation): no result to
@@ -761,7 +767,14 @@ def _cmd_segment(a: argparse.Namespace) -> int:
 
 
 def _cmd_analyse(a: argparse.Namespace) -> int:
-    analyse_subject(a.subject, a.seg_dir, a.out, image=a.image or None, qc_png=not a.no_qc)
+    analyse_subject(
+        a.subject,
+        a.seg_dir,
+        a.out,
+        image=a.image or None,
+        qc_png=not a.no_qc,
+        field_of_view=a.field_of_view,
+    )
     return 0
 
 
@@ -816,6 +829,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--image", default="")
     s.add_argument("--no-qc", action="store_true")
+    s.add_argument(
+        "--field-of-view",
+        default="whole_spine",
+        choices=("whole_spine", "lumbar"),
+        help="lumbar: C2 not in view, name levels upward from the sacrum",
+    )
     s.set_defaults(func=_cmd_analyse)
     s = sub.add_parser("aggregate", help="build the cohort tables")
     s.add_argument("--subjects-dir", required=True)

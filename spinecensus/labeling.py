@@ -9,13 +9,12 @@ the fused segments, and a fused L5 in sacralization, form one instance).  The th
 count is fixed at 12 and the cervical at 6 bodies (C2-C7), as in the thesis, so the
 number of free lumbar vertebrae is ``n_vertebrae - 18 - 1`` and gives the transitional
 status (4 sacralization, 5 normal, 6 lumbarization).  Thoracic-count variants are not
-modelled (see ``spinecensus.labels``).  A split with at most ``SMALL_FOV_MAX_VERTEBRAE``
-vertebrae cannot reach from C2 to the sacrum: it is named upward from the sacrum where one
-is in view (:func:`names_up_from_sacrum`, five lumbar vertebrae assumed) and its status is
-withheld.
+modelled (see ``spinecensus.labels``).  Scans declared ``field_of_view="lumbar"`` (C2 not in
+view) are named upward from the sacrum where one is in view (:func:`names_up_from_sacrum`,
+five lumbar vertebrae assumed) and their status is withheld.
 
-Small-FOV scans with a labeler (:func:`label_with_model`): per-instance log-probabilities over the 49
-union names from the multiclass model, then :func:`consistent_sequence` picks the most
+Small-FOV scans with a labeler (:func:`label_with_model`): per-instance log-probabilities
+over the 49 union names from the multiclass model, then :func:`consistent_sequence` picks the most
 likely name sequence that follows one schema variant with vertebra/disc alternating and
 no gaps.  The per-instance log-probabilities come from the labeler's mean log-softmax
 (``SegmentationModel.instance_log_probs``) or from its per-voxel majority vote
@@ -262,10 +261,9 @@ def _missed_disc_suspects(split: SplitResult, max_gap_ratio: float) -> list[tupl
     return out
 
 
-#: a split from C2 to the sacrum shows 22-24 free vertebrae (a missed disc or two: 20-21);
-#: this many or fewer means C2 is not in view - a lumbar or thoraco-lumbar scan - and
-#: counting from the top vertebra as C2 would name T11 "C2"
-SMALL_FOV_MAX_VERTEBRAE = 12
+#: what the scans show: "whole_spine" (C2 to the sacrum: count from C2) or "lumbar" (a
+#: lumbar / thoraco-lumbar field of view without C2: name upward from the sacrum)
+FIELDS_OF_VIEW = ("whole_spine", "lumbar")
 
 
 def _small_fov_labels(split: SplitResult, flags: list[str]) -> Labeling:
@@ -280,7 +278,7 @@ def _small_fov_labels(split: SplitResult, flags: list[str]) -> Labeling:
         else "no sacrum recognised, left unnamed"
     )
     flags.append(
-        f"small_field_of_view: {n_verts} vertebrae, C2 not in view; {how}; status "
+        f"small_field_of_view: {n_verts} vertebrae, lumbar field of view; {how}; status "
         "undetermined (a transitional vertebra needs the count from C2 or a labeler)"
     )
     sacrum_id = next((i for i, n in names.items() if n == labels.SACRUM), None)
@@ -288,7 +286,10 @@ def _small_fov_labels(split: SplitResult, flags: list[str]) -> Labeling:
 
 
 def count_labels(
-    split: SplitResult, sacrum_ratio: float = SACRUM_MIN_RATIO, max_gap_ratio: float = 1.4
+    split: SplitResult,
+    sacrum_ratio: float = SACRUM_MIN_RATIO,
+    max_gap_ratio: float = 1.4,
+    field_of_view: str = "whole_spine",
 ) -> Labeling:
     """Name a whole-spine split by counting from C2 (see the module docstring).
 
@@ -301,6 +302,9 @@ def count_labels(
         max_gap_ratio: two consecutive discs further apart than this multiple of their
             neighbours' spacing suggest a missed disc (see :func:`_missed_disc_suspects`);
             the names are kept but the status becomes ``"undetermined"`` with a QC flag.
+        field_of_view: ``"lumbar"``: C2 is not in view, so the split is named upward from
+            the sacrum instead (:func:`names_up_from_sacrum`) and its status is withheld.
+            Counting from the top vertebra as C2 would call a lumbar scan's T11 "C2".
 
     Never raises; problems become ``qc_flags`` and an ``"undetermined"`` status.
     """
@@ -312,7 +316,9 @@ def count_labels(
     if not verts:
         flags.append("no_vertebrae: nothing to count from")
         return Labeling({}, "undetermined", None, "count", flags)
-    if len(verts) <= SMALL_FOV_MAX_VERTEBRAE:
+    if field_of_view not in FIELDS_OF_VIEW:
+        raise ValueError(f"field_of_view must be one of {FIELDS_OF_VIEW}, got {field_of_view!r}")
+    if field_of_view == "lumbar":
         return _small_fov_labels(split, flags)
     last = len(kinds)
     sacrum = last_is_sacrum(kinds, split.voxel_counts, sacrum_ratio)

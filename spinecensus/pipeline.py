@@ -36,6 +36,7 @@ def analyse_semantic(
     scan: sio.Scan,
     log_probs: np.ndarray | None = None,
     labeler_votes: np.ndarray | None = None,
+    field_of_view: str = "whole_spine",
 ) -> SubjectAnalysis:
     """Split ``semantic`` (canonical order, on ``scan``'s grid), name and measure it.
 
@@ -46,6 +47,8 @@ def analyse_semantic(
     labeler's per-voxel structure class on ``scan``'s grid, see
     ``SegmentationModel.predict_structure_classes``) gives those log-probabilities by
     majority vote per instance (:func:`spinecensus.labeling.vote_log_probs`).
+    ``field_of_view``: ``"whole_spine"`` (count from C2) or ``"lumbar"`` (no C2 in view:
+    named upward from the sacrum, see :func:`spinecensus.labeling.count_labels`).
 
     Raises:
         InputError: labels outside {0, 1, 2} or a mask not shaped like ``scan``.
@@ -57,7 +60,7 @@ def analyse_semantic(
         split = split_instances(sem, scan.spacing_mm)
     except sio.InputError as exc:
         raise sio.InputError(scan.path, exc.problem) from None
-    lab = count_labels(split)
+    lab = count_labels(split, field_of_view=field_of_view)
     if labeler_votes is not None and log_probs is None and split.n_instances:
         votes = np.asarray(labeler_votes)
         if votes.shape != sem.shape:

@@ -102,27 +102,31 @@ def test_count_labels_flags_invalid_split_and_handles_nothing():
 
 
 def test_count_labels_leading_disc_is_unnamed():
-    kinds = ["disc"] + ["vertebra", "disc"] * 12 + ["vertebra"]  # 13 vertebrae, no sacrum
-    lab = count_labels(fake_split(kinds, [10 if k == "disc" else 100 for k in kinds]))
-    assert 1 not in lab.id_to_name
-    assert [lab.id_to_name[i] for i in (2, 3, 4)] == ["C2", "C2-C3", "C3"]
+    kinds = ["disc", "vertebra", "disc", "vertebra"]
+    lab = count_labels(fake_split(kinds, [10, 100, 10, 50]))
+    assert lab.id_to_name == {2: "C2", 3: "C2-C3", 4: "C3"}
     assert any(f.startswith("top_not_vertebra") for f in lab.qc_flags)
 
 
 def test_count_labels_small_field_of_view_names_up_from_sacrum():
-    """Hand-made lumbar scan (T11..S1, 8 vertebrae): C2 is not in view, so the top vertebra
-    is not called C2; levels are named upward from the sacrum, the status is withheld."""
+    """Hand-made lumbar scan (T11..S1, 8 vertebrae) declared ``field_of_view="lumbar"``: the
+    top vertebra is not called C2; levels are named upward from the sacrum, the status is
+    withheld."""
     kinds = ["vertebra", "disc"] * 7 + ["vertebra"]
     counts = [10 if k == "disc" else 100 for k in kinds]
     counts[-1] = 130
-    lab = count_labels(fake_split(kinds, counts))
+    # counting from the top vertebra as C2 is what a whole-spine reading would do
+    assert count_labels(fake_split(kinds, counts)).id_to_name[1] == "C2"
+    lab = count_labels(fake_split(kinds, counts), field_of_view="lumbar")
     assert lab.id_to_name[1] == "T11" and lab.id_to_name[15] == "S1"
     assert lab.id_to_name[13] == "L5" and lab.sacrum_id == 15
     assert lab.transitional_status == "undetermined" and lab.lumbar_count is None
     assert any(f.startswith("small_field_of_view") for f in lab.qc_flags)
     counts[-1] = 40  # no sacrum in view: nothing is named
-    unnamed = count_labels(fake_split(kinds, counts))
+    unnamed = count_labels(fake_split(kinds, counts), field_of_view="lumbar")
     assert unnamed.id_to_name == {} and unnamed.sacrum_id is None
+    with pytest.raises(ValueError, match="field_of_view"):
+        count_labels(fake_split(kinds, counts), field_of_view="cervical")
 
 
 @pytest.mark.parametrize("variant", labels.VARIANTS)

@@ -34,7 +34,9 @@ rule analyse:
         image=lambda wildcards: IMAGES[wildcards.subject] or "",
         segmentation=seg_signature(),
         out=lambda wildcards, output: os.path.dirname(output.summary),
+        field_of_view=config["labeling"].get("field_of_view", "whole_spine"),
     shell:
         "python -m spinecensus.cohort analyse --subject {wildcards.subject} "
         "--seg-dir {input.seg:q} --image={params.image:q} "
+        "--field-of-view {params.field_of_view} "
         "--out {params.out:q} > {log:q} 2>&1"
