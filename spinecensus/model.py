@@ -577,20 +577,10 @@ def spine_column(
 def largest_component(semantic: np.ndarray) -> np.ndarray:
     """Keep only the largest 26-connected component of the foreground (vertebra | disc).
 
-    The column is one connected object (bodies and discs touch), so anything else - a
-    stray blob in a lateral slice, a posterior element mistaken for a body - is a false
-    positive that would break the instance split.  Same rule as the published package.
+    The published package's rule, kept for comparison: it assumes the column is one
+    connected object, which a missed disc breaks; the pipeline uses :func:`spine_column`.
     """
-    import cc3d
-
-    sem = np.asarray(semantic)
-    fg = sem > 0
-    if not fg.any():
-        return sem.copy()
-    cc = cc3d.connected_components(fg, connectivity=26)
-    sizes = np.bincount(cc.ravel())
-    sizes[0] = 0
-    return np.where(cc == int(np.argmax(sizes)), sem, 0).astype(sem.dtype)
+    return spine_column(semantic, (1.0, 1.0, 1.0), min_piece_mm3=math.inf)
 
 
 # --------------------------------------------------------------------------- files
