@@ -80,6 +80,9 @@ class SegmentationInference:
         labeler_weights: optional small-FOV labeler (``.pt``/``.onnx``); when given, names
             come from the model + consistent-sequence DP, cross-checked with count labeling.
         threads: CPU threads for torch / ONNX Runtime.
+        field_of_view: ``"whole_spine"`` (count from C2) or ``"lumbar"`` (C2 not in view:
+            levels named upward from the sacrum, status withheld; see
+            :func:`spinecensus.labeling.count_labels`).
     """
 
     def __init__(
@@ -91,8 +94,16 @@ class SegmentationInference:
         labeler_weights: str | os.PathLike[str] | None = None,
         threads: int | None = None,
         batch_size: int = 8,
+        field_of_view: str = "whole_spine",
     ):
+        from spinecensus.labeling import FIELDS_OF_VIEW
         from spinecensus.model import DEFAULT_SEGMENTATION_WEIGHTS, load_model
+
+        if field_of_view not in FIELDS_OF_VIEW:
+            raise ValueError(
+                f"field_of_view must be one of {FIELDS_OF_VIEW}, got {field_of_view!r}"
+            )
+        self.field_of_view = field_of_view
 
         if not output_same_shape_as_input:
             raise ValueError("only output_same_shape_as_input=True is supported")
@@ -147,7 +158,7 @@ class SegmentationInference:
         from spinecensus import labeling, split
 
         res = split.split_instances(semantic, sp)
-        count = labeling.count_labels(res)
+        count = labeling.count_labels(res, field_of_view=self.field_of_view)
         lab = count
         if self.labeler is not None and int(np.max(res.instances, initial=0)) > 0:
             logp = self.labeler.instance_log_probs(canon, sp, res.instances)

@@ -83,6 +83,20 @@ def test_numpy_input_in_published_order(stub_inference):
     assert res.transitional_status == "normal"
 
 
+def test_lumbar_field_of_view_names_from_the_sacrum(tiny_weights):
+    """Synthetic normal phantom read as a lumbar scan: the names come upward from the
+    sacrum (for a normal spine the same as counting from C2), the status is withheld."""
+    inf = I.SegmentationInference(weights=tiny_weights, field_of_view="lumbar")
+    inf.model = IdentityModel()  # type: ignore[assignment]
+    ph = make_phantom(spacing_mm=(4.0, 2.0, 2.0))
+    res = inf.segment(canonical_to_ras(ph.semantic.astype(np.float32)), spacing=(4.0, 2.0, 2.0))
+    assert res.id_to_label == ph.id_to_name
+    assert res.transitional_status == "undetermined"
+    assert any(f.startswith("small_field_of_view") for f in res.qc_flags)
+    with pytest.raises(ValueError, match="field_of_view"):
+        I.SegmentationInference(weights=tiny_weights, field_of_view="cervical")
+
+
 def test_nibabel_input_uses_affine(stub_inference):
     """A nibabel image stored as LPI (any orientation) is segmented in its own order."""
     ph = make_phantom(spacing_mm=(4.0, 2.0, 2.0))
