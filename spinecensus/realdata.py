@@ -264,18 +264,28 @@ def trusted_band(instances: np.ndarray) -> tuple[int, int]:
     first and last annotated structure (centroids rather than extents: the lumbosacral
     disc is steeply tilted, so the top of S1 reaches above the lowest row of L5).
     """
+    _ids, centre = centroid_rows(instances)
+    if not centre.size:
+        return 0, 0
+    return int(math.floor(centre.min())), int(math.ceil(centre.max())) + 1
+
+
+def centroid_rows(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The annotated structures of ``instances`` (canonical ``[slice, SI, AP]`` ids, 0 =
+    none) ordered cranio-caudally: ``(ids, mean SI row of each)``, both sorted by the row.
+    One ``bincount`` pass."""
     inst = np.asarray(instances)
     ids = inst.reshape(-1)
     fg = ids > 0
     if not fg.any():
-        return 0, 0
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
     rows = np.broadcast_to(np.arange(inst.shape[1])[None, :, None], inst.shape).reshape(-1)
     n = int(ids.max()) + 1
     count = np.bincount(ids[fg], minlength=n)
     mean_row = np.bincount(ids[fg], weights=rows[fg], minlength=n) / np.maximum(count, 1)
     present = np.nonzero(count)[0]
-    centre = mean_row[present]
-    return int(math.floor(centre.min())), int(math.ceil(centre.max())) + 1
+    order = np.argsort(mean_row[present], kind="stable")
+    return present[order], mean_row[present][order]
 
 
 #: an unannotated disc lies within this distance (mm) of an annotated vertebral body
@@ -314,17 +324,8 @@ def between_consecutive(
     """
     inst = np.asarray(instances)
     out = np.zeros(inst.shape, dtype=bool)
-    ids = inst.reshape(-1)
-    fg = ids > 0
-    if not fg.any():
-        return out
+    order, _rows = centroid_rows(inst)
     n_rows = inst.shape[1]
-    rows = np.broadcast_to(np.arange(n_rows)[None, :, None], inst.shape).reshape(-1)
-    n = int(ids.max()) + 1
-    count = np.bincount(ids[fg], minlength=n)
-    mean_row = np.bincount(ids[fg], weights=rows[fg], minlength=n) / np.maximum(count, 1)
-    present = np.nonzero(count)[0]
-    order = present[np.argsort(mean_row[present])]
     row_index = np.arange(n_rows)[None, :, None]
     max_rows = max_gap_mm / float(spacing_mm[1])
     for upper, lower in zip(order[:-1], order[1:], strict=True):
