@@ -804,6 +804,8 @@ def _cmd_check_sheet(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from spinecensus.labeling import FIELDS_OF_VIEW
+
     p = argparse.ArgumentParser(
         prog="python -m spinecensus.cohort", description=__doc__.splitlines()[0]
     )
@@ -832,7 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--field-of-view",
         default="whole_spine",
-        choices=("whole_spine", "lumbar"),
+        choices=FIELDS_OF_VIEW,
         help="lumbar: C2 not in view, name levels upward from the sacrum",
     )
     s.set_defaults(func=_cmd_analyse)

@@ -96,14 +96,10 @@ class SegmentationInference:
         batch_size: int = 8,
         field_of_view: str = "whole_spine",
     ):
-        from spinecensus.labeling import FIELDS_OF_VIEW
+        from spinecensus.labeling import check_field_of_view
         from spinecensus.model import DEFAULT_SEGMENTATION_WEIGHTS, load_model
 
-        if field_of_view not in FIELDS_OF_VIEW:
-            raise ValueError(
-                f"field_of_view must be one of {FIELDS_OF_VIEW}, got {field_of_view!r}"
-            )
-        self.field_of_view = field_of_view
+        self.field_of_view = check_field_of_view(field_of_view)
 
         if not output_same_shape_as_input:
             raise ValueError("only output_same_shape_as_input=True is supported")

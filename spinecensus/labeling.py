@@ -266,6 +266,13 @@ def _missed_disc_suspects(split: SplitResult, max_gap_ratio: float) -> list[tupl
 FIELDS_OF_VIEW = ("whole_spine", "lumbar")
 
 
+def check_field_of_view(field_of_view: str) -> str:
+    """``field_of_view`` itself, or ValueError when it is not one of :data:`FIELDS_OF_VIEW`."""
+    if field_of_view not in FIELDS_OF_VIEW:
+        raise ValueError(f"field_of_view must be one of {FIELDS_OF_VIEW}, got {field_of_view!r}")
+    return field_of_view
+
+
 def _small_fov_labels(split: SplitResult, flags: list[str]) -> Labeling:
     """Names for a small-field-of-view split: upward from the sacrum where it is in view
     (:func:`names_up_from_sacrum`), otherwise none.  The status stays "undetermined": a
@@ -308,6 +315,7 @@ def count_labels(
 
     Never raises; problems become ``qc_flags`` and an ``"undetermined"`` status.
     """
+    check_field_of_view(field_of_view)
     kinds = split.kinds
     flags: list[str] = []
     if not split.valid:
@@ -316,8 +324,6 @@ def count_labels(
     if not verts:
         flags.append("no_vertebrae: nothing to count from")
         return Labeling({}, "undetermined", None, "count", flags)
-    if field_of_view not in FIELDS_OF_VIEW:
-        raise ValueError(f"field_of_view must be one of {FIELDS_OF_VIEW}, got {field_of_view!r}")
     if field_of_view == "lumbar":
         return _small_fov_labels(split, flags)
     last = len(kinds)
