@@ -221,15 +221,21 @@ def available(root: str | os.PathLike[str] = DEFAULT_ROOT) -> bool:
 
 
 def split_subjects(
-    samples: list[RealSample], val_fraction: float = 0.34, seed: int = 0
+    samples: list[RealSample], val_fraction: float = 0.34, seed: int = 0, fold: int = 0
 ) -> tuple[list[RealSample], list[RealSample]]:
     """Subject-level (patient-group-level) train / validation split, stratified by dataset.
 
-    Within each dataset the patient groups are shuffled with ``seed`` and
-    ``max(1, round(val_fraction * n_groups))`` go to validation (none when a dataset has a
-    single group).  All exams of one group land on one side, so no patient contributes
-    slices to both training and validation.
+    Within each dataset the patient groups are shuffled with ``seed`` and cut into
+    :func:`n_folds` consecutive blocks of ``max(1, round(val_fraction * n_groups))`` groups
+    (the last block takes the rest; none when a dataset has a single group).  Block
+    ``fold`` is the validation side, so the folds ``0 .. n_folds - 1`` together validate
+    every subject exactly once (cross-validation); fold 0 is the historical split.  All
+    exams of one group land on one side, so no patient contributes slices to both training
+    and validation.
     """
+    k = n_folds(val_fraction)
+    if not 0 <= fold < k:
+        raise ValueError(f"fold {fold} outside 0..{k - 1} (val_fraction {val_fraction})")
     rng = np.random.default_rng(seed)
     train: list[RealSample] = []
     val: list[RealSample] = []
@@ -237,11 +243,20 @@ def split_subjects(
         groups = sorted({s.group for s in samples if s.dataset == dataset})
         order = rng.permutation(len(groups))
         n_val = 0 if len(groups) < 2 else max(1, int(round(val_fraction * len(groups))))
-        val_groups = {groups[i] for i in order[:n_val]}
+        block = order[fold * n_val : (fold + 1) * n_val if fold < k - 1 else len(groups)]
+        val_groups = {groups[i] for i in block}
         for s in samples:
             if s.dataset == dataset:
                 (val if s.group in val_groups else train).append(s)
     return train, val
+
+
+def n_folds(val_fraction: float) -> int:
+    """Number of cross-validation folds that a validation share ``val_fraction`` implies
+    (``round(1 / val_fraction)``, at least 2): 0.34 -> 3."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    return max(2, int(round(1 / val_fraction)))
 
 
 def check_split(train: list[RealSample], val: list[RealSample]) -> None:
@@ -545,6 +560,7 @@ __all__ = [
     "full_codes",
     "load_manifest",
     "random_rotation_grid",
+    "n_folds",
     "split_subjects",
     "target_codes",
     "between_consecutive",

@@ -234,11 +234,23 @@ def evaluate_model(
     return pd.DataFrame(rows), pd.DataFrame(levels), preds
 
 
-def summarise(subjects: pd.DataFrame) -> pd.DataFrame:
+#: ``dataset`` of the pooled rows :func:`summarise` adds with ``pooled=True``
+POOLED = "all real"
+
+
+def summarise(subjects: pd.DataFrame, pooled: bool = False) -> pd.DataFrame:
     """Per (model, dataset) summary: mean Dice, detection %, split validity %, label
-    accuracy on the named levels (only subjects whose levels are known), misses."""
+    accuracy on the named levels (only subjects whose levels are known), misses.
+
+    ``pooled``: add one row per model over every real subject (dataset :data:`POOLED`;
+    synthetic rows left out): Dice means over the subjects annotated for that class,
+    detection and naming pooled over levels.
+    """
     import pandas as pd
 
+    if pooled:
+        real = subjects[subjects["dataset"] != "synthetic"].assign(dataset=POOLED)
+        subjects = pd.concat([subjects, real], ignore_index=True)
     out = []
     for (model, dataset), g in subjects.groupby(["model", "dataset"], sort=False):
         known = g[g["levels_known"].astype(bool)]
@@ -262,9 +274,10 @@ def summarise(subjects: pd.DataFrame) -> pd.DataFrame:
                 "label_accuracy_pct": (
                     100.0 * known["n_named_correct"].sum() / n_named if n_named else math.nan
                 ),
-                "misses": " | ".join(
-                    f"{r.subject}: {r.misses}" for r in g.itertuples() if r.misses
-                ),
+                # the pooled row repeats no miss: each is listed under its dataset
+                "misses": ""
+                if dataset == POOLED
+                else " | ".join(f"{r.subject}: {r.misses}" for r in g.itertuples() if r.misses),
             }
         )
     return pd.DataFrame(out)
@@ -333,6 +346,7 @@ def qc_png(sample: LoadedSample, pred: np.ndarray, path: str, title: str = "") -
 
 
 __all__ = [
+    "POOLED",
     "dice",
     "evaluate_model",
     "evaluate_subject",

@@ -63,6 +63,50 @@ def test_split_is_by_patient_and_stratified(manifest: list[rd.RealSample]) -> No
         rd.check_split(train, [train[0]])
 
 
+def _fake_sample(dataset: str, subject: str, group: str) -> rd.RealSample:
+    """A manifest row without files (synthetic test input: only the split reads it)."""
+    p = Path(f"/nonexistent/{dataset}_{subject}")
+    return rd.RealSample(
+        dataset, subject, f"{dataset}_{subject}", group, p, p, p, frozenset({1}), {}
+    )
+
+
+def test_folds_validate_every_subject_once_and_keep_patients_together() -> None:
+    """Synthetic manifest rows (no files): 3 datasets, one with a two-exam patient."""
+    samples = [_fake_sample("A", f"{i:02d}", f"A_{i}") for i in range(9)]
+    samples += [_fake_sample("B", f"{i:02d}", f"B_{i // 2}") for i in range(4)]  # 2 patients
+    samples += [_fake_sample("C", f"{i:02d}", f"C_{i}") for i in range(5)]
+    k = rd.n_folds(0.34)
+    assert k == 3 and rd.n_folds(0.2) == 5 and rd.n_folds(0.6) == 2
+    seen: list[str] = []
+    for fold in range(k):
+        train, val = rd.split_subjects(samples, 0.34, seed=3, fold=fold)
+        rd.check_split(train, val)
+        assert len(train) + len(val) == len(samples)
+        assert sum(s.dataset == "A" for s in val) == 3  # round(0.34 * 9) per fold
+        seen += [s.key for s in val]
+    assert sorted(seen) == sorted(s.key for s in samples)
+    # fold 0 is the historical split (the one the shipped real weights were trained on)
+    assert rd.split_subjects(samples, 0.34, 3) == rd.split_subjects(samples, 0.34, 3, 0)
+    with pytest.raises(ValueError, match="fold 3 outside 0..2"):
+        rd.split_subjects(samples, 0.34, 3, fold=3)
+
+
+@pytest.mark.real
+@needs_real
+def test_fold_zero_is_the_split_of_the_shipped_real_weights(
+    manifest: list[rd.RealSample],
+) -> None:
+    import json
+
+    from spinecensus.model import DEFAULT_SEGMENTATION_WEIGHTS
+
+    side = json.loads(DEFAULT_SEGMENTATION_WEIGHTS.with_name("segmentation_real.json").read_text())
+    train, val = rd.split_subjects(manifest, 0.34, seed=0, fold=0)
+    assert [s.key for s in val] == side["training"]["real_validation_subjects"]
+    assert sorted(s.key for s in train) == sorted(side["training"]["real_train_subjects"])
+
+
 @pytest.mark.real
 @needs_real
 def test_loaded_sample_is_canonical_and_codes_honour_partial_labels(
@@ -230,3 +274,51 @@ def test_partial_training_loop_runs_and_updates_weights() -> None:
     hist = train_partial(net, spec, real, synth, cfg, log=lambda _m: None)
     assert len(hist) == 2 and all(np.isfinite(h["loss"]) for h in hist)
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+
+
+@pytest.mark.real
+@needs_real
+def test_cross_validation_judges_every_subject_once_by_its_fold_model(
+    manifest: list[rd.RealSample], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real scans through evaluate_real_cv with stand-in models (each predicts nothing
+    and records which scans it was shown), so only the fold bookkeeping is under test."""
+    import pandas as pd
+
+    from spinecensus import model as model_mod
+    from spinecensus import realtrain
+
+    shown: dict[str, list[tuple[int, ...]]] = {}
+
+    class Blank:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def predict_semantic(self, volume: np.ndarray, spacing_mm: object) -> np.ndarray:
+            shown.setdefault(self.name, []).append(tuple(volume.shape))
+            return np.zeros(volume.shape, dtype=np.uint8)
+
+        predict = predict_semantic
+
+    monkeypatch.setattr(model_mod, "load_model", lambda path, **_kw: Blank(str(path)))
+    cfg = {"root": str(REAL), "seed": 0, "threads": 1}
+    with pytest.raises(ValueError, match=r"folds \[2\]"):
+        realtrain.evaluate_real_cv(
+            cfg, {0: "f0", 1: "f1"}, tmp_path / "x.parquet", tmp_path / "x.md"
+        )
+    summary = realtrain.evaluate_real_cv(
+        cfg, {0: "f0", 1: "f1", 2: "f2"}, tmp_path / "cv.parquet", tmp_path / "cv.md",
+        baseline={"blank": "b"},
+    )  # fmt: skip
+    subjects = pd.read_parquet(tmp_path / "cv.parquet")
+    cv = subjects[subjects["model"] == "cross_validated"]
+    assert sorted(cv["subject"]) == sorted(s.key for s in manifest)  # each exactly once
+    for fold in range(3):
+        _train, val = rd.split_subjects(manifest, 0.34, 0, fold)
+        assert set(cv.loc[cv["split"] == f"fold{fold}", "subject"]) == {s.key for s in val}
+        assert len(shown[f"f{fold}"]) == len(val)
+    assert len(shown["b"]) == len(manifest)
+    pooled = summary[summary["dataset"] == rev.POOLED].set_index("model")
+    assert pooled.loc["cross_validated", "n_subjects"] == len(manifest)
+    assert pooled.loc["cross_validated", "detected_pct"] == 0.0
+    assert "3-fold cross-validation" in (tmp_path / "cv.md").read_text()

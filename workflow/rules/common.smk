@@ -129,6 +129,17 @@ REAL_VARIANTS = list(
 )
 
 
+# `snakemake train_real_cv`: one model per patient-level fold, each trained like the
+# `cv_variant` (default the shipped real weights' recipe) and judged on its own fold
+REAL_CV_VARIANT = str(_TR.get("cv_variant", "pretrained_mixed"))
+
+
+def _real_folds():
+    from spinecensus.realdata import n_folds
+
+    return list(range(n_folds(float(_TR.get("val_fraction", 0.34)))))
+
+
 def _train_real_config(threads):
     return {**(config.get("train_real", {}) or {}), "threads": threads}
 

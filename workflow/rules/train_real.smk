@@ -12,6 +12,8 @@
 #   device: cpu            # cuda | cuda:N for gpu-sized runs
 #   root: ../shared/data/real   # folder with manifest.tsv (relative to the working directory)
 #   val_fraction: 0.34     # share of patient groups per dataset held out for validation
+#   fold: 0                # which of the round(1 / val_fraction) folds is validation
+#   cv_variant: pretrained_mixed   # recipe of the per-fold models (`snakemake train_real_cv`)
 #   variants: [real_only, scratch_mixed, pretrained_mixed]   # see realtrain.VARIANTS
 #   pretrained: ""         # weights the pretrained variant starts from ("" = shipped default)
 #   # overrides: steps, lr, finetune_lr, n_synthetic, n_synthetic_eval, synthetic_preset,
@@ -25,6 +27,13 @@ rule train_real:
     input:
         f"{TRAIN_REAL_DIR}/eval.parquet",
         f"{TRAIN_REAL_DIR}/eval.md",
+
+
+# k-fold cross-validation: every real subject judged by a model that never trained on it
+rule train_real_cv:
+    input:
+        f"{TRAIN_REAL_DIR}/cv/eval.parquet",
+        f"{TRAIN_REAL_DIR}/cv/eval.md",
 
 
 rule train_real_variant:
@@ -68,4 +77,55 @@ rule train_real_evaluate:
         training.setup_logging(log[0])
         realtrain.evaluate_real(
             params.cfg, params.models, *output[:2], qc_dir=output.qc
+        )
+
+
+rule train_real_fold:
+    output:
+        weights=f"{TRAIN_REAL_DIR}/cv/fold{{fold}}.pt",
+        sidecar=f"{TRAIN_REAL_DIR}/cv/fold{{fold}}.json",
+    log:
+        f"{TRAIN_REAL_DIR}/logs/train_fold{{fold}}.log",
+    benchmark:
+        f"{TRAIN_REAL_DIR}/benchmarks/train_fold{{fold}}.tsv"
+    wildcard_constraints:
+        fold=r"\d+",
+    threads: workflow.cores
+    params:
+        variant=REAL_CV_VARIANT,
+    run:
+        from spinecensus import realtrain, training
+
+        training.setup_logging(log[0])
+        realtrain.train_real_variant(
+            {**_train_real_config(threads), "fold": int(wildcards.fold)},
+            params.variant,
+            output.weights,
+        )
+
+
+rule train_real_cv_evaluate:
+    input:
+        weights=expand(f"{TRAIN_REAL_DIR}/cv/fold{{fold}}.pt", fold=_real_folds()),
+    output:
+        table=f"{TRAIN_REAL_DIR}/cv/eval.parquet",
+        markdown=f"{TRAIN_REAL_DIR}/cv/eval.md",
+    log:
+        f"{TRAIN_REAL_DIR}/logs/evaluate_cv.log",
+    benchmark:
+        f"{TRAIN_REAL_DIR}/benchmarks/evaluate_cv.tsv"
+    threads: workflow.cores
+    params:
+        cfg=lambda wildcards, threads: _train_real_config(threads),
+        baseline=lambda wildcards: {"synthetic_only": _shipped_weights()},
+    run:
+        from spinecensus import realtrain, training
+
+        training.setup_logging(log[0])
+        realtrain.evaluate_real_cv(
+            params.cfg,
+            dict(enumerate(input.weights)),
+            output.table,
+            output.markdown,
+            baseline=params.baseline,
         )
