@@ -207,6 +207,43 @@ def vote_log_probs(
     return np.log((votes + alpha) / (votes.sum(axis=1, keepdims=True) + alpha * c))
 
 
+#: log-probability of a union column the labeler has no channel for (a thesis 45- or
+#: 47-class model has no L6, the 45-class one no L5 either): finite, so sums and ``exp`` in
+#: the sequence search stay defined, and low enough that no sequence through it can win
+ABSENT_COLUMN_LOG_PROB = -1.0e4
+
+
+def to_union_columns(log_probs: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """Per-instance log-probabilities over a labeler's own structure classes, as the 49
+    union columns :func:`consistent_sequence` reads.
+
+    ``classes`` names the columns of ``log_probs`` (the model's classes without the
+    background).  The union labeler passes through unchanged.  A thesis 45/47/49-class
+    model's names map through :func:`union_column` (its ``L5-S1`` or ``L4-S1`` disc onto the
+    union's ``L6-S1``, channels landing on one column add up), and columns it has no
+    channel for get :data:`ABSENT_COLUMN_LOG_PROB`.
+
+    Raises:
+        ValueError: the widths differ, or no class is a structure of the schema (e.g. the
+            ``class<k>`` placeholders of an ONNX file of unknown layout).
+    """
+    union = list(labels.all_names())
+    lp = np.asarray(log_probs, dtype=float)
+    names = list(classes)
+    if lp.ndim != 2 or lp.shape[1] != len(names):
+        raise ValueError(f"log_probs of shape {lp.shape} do not match {len(names)} classes")
+    if names == union:
+        return lp
+    column = {n: j for j, n in enumerate(union)}
+    target = np.array([column.get(union_column(n), -1) for n in names])
+    if not (target >= 0).any():
+        raise ValueError(f"no labeler class names a structure of the schema: {names[:3]}...")
+    out = np.full((lp.shape[0], len(union)), ABSENT_COLUMN_LOG_PROB)
+    for k in np.flatnonzero(target >= 0):  # over <= 49 classes, not voxels
+        out[:, target[k]] = np.logaddexp(out[:, target[k]], lp[:, k])
+    return out
+
+
 def _name_from_top(kinds: Sequence[str], names: Sequence[str]) -> tuple[dict[int, str], list[str]]:
     """Walk instances (from the first vertebra) along ``names``; stop at a kind mismatch."""
     out: dict[int, str] = {}

@@ -97,6 +97,33 @@ def test_lumbar_field_of_view_names_from_the_sacrum(tiny_weights):
         I.SegmentationInference(weights=tiny_weights, field_of_view="cervical")
 
 
+def test_thesis_layout_labeler_is_read_through_the_union_columns(tiny_weights):
+    """A stand-in thesis 47-class labeler (its own column order, no L6; synthetic phantom):
+    its per-instance log-probabilities reach the sequence search as the union's columns,
+    and its names are the phantom's."""
+    from spinecensus import labels
+
+    own = ("background", *labels.structures("normal"))
+    ph = make_phantom(spacing_mm=(4.0, 2.0, 2.0))
+
+    class ThesisLabeler:
+        spec = M.ModelSpec(task="labeling", classes=own)
+
+        def instance_log_probs(self, volume, spacing_mm, instances):
+            n = int(instances.max())
+            p = np.full((n, len(own) - 1), 0.01)
+            for i in range(n):
+                p[i, own.index(ph.id_to_name[i + 1]) - 1] = 1.0
+            return np.log(p / p.sum(1, keepdims=True))
+
+    inf = I.SegmentationInference(weights=tiny_weights)
+    inf.model = IdentityModel()  # type: ignore[assignment]
+    inf.labeler = ThesisLabeler()  # type: ignore[assignment]
+    res = inf.segment(canonical_to_ras(ph.semantic.astype(np.float32)), spacing=(4.0, 2.0, 2.0))
+    assert res.id_to_label == ph.id_to_name
+    assert res.decided_by == "count+model"
+
+
 def test_nibabel_input_uses_affine(stub_inference):
     """A nibabel image stored as LPI (any orientation) is segmented in its own order."""
     ph = make_phantom(spacing_mm=(4.0, 2.0, 2.0))

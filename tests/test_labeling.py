@@ -16,6 +16,7 @@ from spinecensus.labeling import (
     last_is_sacrum,
     names_up_from_sacrum,
     sacral_tail,
+    to_union_columns,
     vote_log_probs,
 )
 from spinecensus.split import SplitResult, split_instances
@@ -368,3 +369,31 @@ def test_missed_disc_withholds_the_status_under_the_model_too() -> None:
     lab = label_with_model(merged, vote_log_probs(merged.instances, truth), count)
     assert lab.transitional_status == "undetermined"
     assert any(f.startswith("missed_disc_suspected") for f in lab.qc_flags)
+
+
+@pytest.mark.parametrize("variant", ["sacralization", "normal"])
+def test_thesis_labeler_columns_map_onto_the_union(variant):
+    """Synthetic log-probs of a thesis 45/47-class labeler (its own column order, no L6):
+    mapped to the union's 49 columns, the sequence search names a T11..S1 window right."""
+    own = list(labels.structures(variant))
+    names = own[own.index("T11") :]
+    rng = np.random.default_rng(1)
+    probs = rng.random((len(names), len(own))) * 0.02 + 0.001
+    for i, nm in enumerate(names):
+        probs[i, own.index(nm)] = 0.6
+    probs /= probs.sum(1, keepdims=True)
+    mapped = to_union_columns(np.log(probs), own)
+    assert mapped.shape == (len(names), len(NAMES)) and np.isfinite(mapped).all()
+    assert (mapped[:, NAMES.index("L6")] < -1000).all()  # no channel: (almost) impossible
+    lumbosacral = names.index("L5-S1" if variant == "normal" else "L4-S1")
+    assert mapped[lumbosacral, NAMES.index("L6-S1")] == pytest.approx(
+        np.log(probs[lumbosacral, -2])
+    )
+    got, _ = consistent_sequence(mapped, [labels.kind(n) for n in names])
+    assert got == names
+    union_lp = truth_log_probs(["L4", "L4-L5"])
+    np.testing.assert_array_equal(to_union_columns(union_lp, NAMES), union_lp)
+    with pytest.raises(ValueError, match="do not match"):
+        to_union_columns(np.log(probs), own[:-1])
+    with pytest.raises(ValueError, match="no labeler class"):
+        to_union_columns(np.zeros((1, 2)), ["class1", "class2"])
