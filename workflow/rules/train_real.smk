@@ -92,16 +92,16 @@ rule train_real_fold:
         fold=r"\d+",
     threads: workflow.cores
     params:
+        cfg=lambda wildcards, threads: {
+            **_train_real_config(threads),
+            "fold": int(wildcards.fold),
+        },
         variant=REAL_CV_VARIANT,
     run:
         from spinecensus import realtrain, training
 
         training.setup_logging(log[0])
-        realtrain.train_real_variant(
-            {**_train_real_config(threads), "fold": int(wildcards.fold)},
-            params.variant,
-            output.weights,
-        )
+        realtrain.train_real_variant(params.cfg, params.variant, output.weights)
 
 
 rule train_real_cv_evaluate:
@@ -117,15 +117,12 @@ rule train_real_cv_evaluate:
     threads: workflow.cores
     params:
         cfg=lambda wildcards, threads: _train_real_config(threads),
+        folds=lambda wildcards, input: dict(enumerate(input.weights)),
         baseline=lambda wildcards: {"synthetic_only": _shipped_weights()},
     run:
         from spinecensus import realtrain, training
 
         training.setup_logging(log[0])
         realtrain.evaluate_real_cv(
-            params.cfg,
-            dict(enumerate(input.weights)),
-            output.table,
-            output.markdown,
-            baseline=params.baseline,
+            params.cfg, params.folds, *output, params.baseline
         )
