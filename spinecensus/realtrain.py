@@ -633,32 +633,48 @@ def evaluate_real(
     subjects = pd.concat(subj, ignore_index=True)
     levels = pd.concat(lev, ignore_index=True)
     summary = realeval.summarise(subjects)
-    out_table = Path(out_table)
-    stem = out_table.with_suffix("")
+    header = [
+        "# Real MRI evaluation (validation subjects; `synthetic` rows: fresh synthetic subjects)",
+        "",
+        f"Validation subjects: {', '.join(s.meta.key for s in val)}. "
+        f"Config size `{cfg.size}`, seed {cfg.seed}.",
+    ]
+    write_evaluation(subjects, levels, summary, out_table, out_markdown, header)
+    return summary
+
+
+def write_evaluation(
+    subjects: Any,
+    levels: Any,
+    summary: Any,
+    out_table: str | os.PathLike[str],
+    out_markdown: str | os.PathLike[str],
+    header: list[str],
+) -> None:
+    """Write an evaluation atomically: ``out_table`` (subjects), ``<stem>_levels.parquet``,
+    ``<stem>_summary.parquet`` and ``out_markdown`` (``header`` lines, the summary table,
+    then the misses per model and dataset)."""
+    from spinecensus import realeval
+
+    stem = Path(out_table).with_suffix("")
     for df, path in (
-        (subjects, out_table),
+        (subjects, Path(out_table)),
         (levels, Path(f"{stem}_levels.parquet")),
         (summary, Path(f"{stem}_summary.parquet")),
     ):
         with atomic_path(path) as tmp:
             df.to_parquet(tmp, index=False)
     text = [
-        "# Real MRI evaluation (validation subjects; `synthetic` rows: fresh synthetic subjects)",
-        "",
-        f"Validation subjects: {', '.join(s.meta.key for s in val)}. "
-        f"Config size `{cfg.size}`, seed {cfg.seed}.",
+        *header,
         "",
         realeval.markdown_table(summary),
         "",
         "## Misses (undetected or misnamed annotated levels)",
         "",
+        *(f"- **{r.model} / {r.dataset}**: {r.misses}" for r in summary.itertuples() if r.misses),
     ]
-    for r in summary.itertuples():
-        if r.misses:
-            text.append(f"- **{r.model} / {r.dataset}**: {r.misses}")
     with atomic_path(out_markdown) as tmp:
         tmp.write_text("\n".join(text) + "\n")
-    return summary
 
 
 def evaluate_real_cv(
@@ -717,29 +733,14 @@ def evaluate_real_cv(
     subjects = pd.concat(subj, ignore_index=True)
     levels = pd.concat(lev, ignore_index=True)
     summary = realeval.summarise(subjects, pooled=True)
-    stem = Path(out_table).with_suffix("")
-    for df, path in (
-        (subjects, Path(out_table)),
-        (levels, Path(f"{stem}_levels.parquet")),
-        (summary, Path(f"{stem}_summary.parquet")),
-    ):
-        with atomic_path(path) as tmp:
-            df.to_parquet(tmp, index=False)
-    text = [
+    header = [
         f"# Real MRI, {k}-fold cross-validation (patient-level folds, seed {cfg.seed})",
         "",
         "Each subject is judged by the fold model that did not train on it:",
         "",
         *folds_md,
-        "",
-        realeval.markdown_table(summary),
-        "",
-        "## Misses (undetected or misnamed annotated levels)",
-        "",
-        *(f"- **{r.model} / {r.dataset}**: {r.misses}" for r in summary.itertuples() if r.misses),
     ]
-    with atomic_path(out_markdown) as tmp:
-        tmp.write_text("\n".join(text) + "\n")
+    write_evaluation(subjects, levels, summary, out_table, out_markdown, header)
     return summary
 
 
