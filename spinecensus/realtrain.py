@@ -747,6 +747,7 @@ def evaluate_real_cv(
 __all__ = [
     "VARIANTS",
     "evaluate_real_cv",
+    "write_evaluation",
     "BatchConfig",
     "RealRunConfig",
     "evaluate_real",
