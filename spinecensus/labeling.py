@@ -213,6 +213,13 @@ def vote_log_probs(
 ABSENT_COLUMN_LOG_PROB = -1.0e4
 
 
+def union_indices(classes: Sequence[str]) -> np.ndarray:
+    """Column of ``labels.all_names()`` that each structure class is learned and voted as
+    (:func:`union_column`), -1 for a name outside the schema; int64, one per class."""
+    column = {n: j for j, n in enumerate(labels.all_names())}
+    return np.array([column.get(union_column(n), -1) for n in classes], dtype=np.int64)
+
+
 def to_union_columns(log_probs: np.ndarray, classes: Sequence[str]) -> np.ndarray:
     """Per-instance log-probabilities over a labeler's own structure classes, as the 49
     union columns :func:`consistent_sequence` reads.
@@ -234,8 +241,7 @@ def to_union_columns(log_probs: np.ndarray, classes: Sequence[str]) -> np.ndarra
         raise ValueError(f"log_probs of shape {lp.shape} do not match {len(names)} classes")
     if names == union:
         return lp
-    column = {n: j for j, n in enumerate(union)}
-    target = np.array([column.get(union_column(n), -1) for n in names])
+    target = union_indices(names)
     if not (target >= 0).any():
         raise ValueError(f"no labeler class names a structure of the schema: {names[:3]}...")
     out = np.full((lp.shape[0], len(union)), ABSENT_COLUMN_LOG_PROB)

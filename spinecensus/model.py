@@ -461,12 +461,10 @@ class SegmentationModel:
         """
         # channel -> union class (identity for the union labeler; a thesis 45/47/49-class
         # model's names are mapped, its lumbosacral disc onto the union's "L6-S1" column)
-        from spinecensus.labeling import union_column
+        from spinecensus.labeling import union_indices
 
-        union = {n: j + 1 for j, n in enumerate(labels.all_names())}
-        lut = np.array(
-            [0] + [union.get(union_column(n), 0) for n in self.spec.classes[1:]], dtype=np.uint8
-        )
+        # union column j -> class j + 1; a name outside the schema (-1) -> 0, no vote
+        lut = np.concatenate([[0], union_indices(self.spec.classes[1:]) + 1]).astype(np.uint8)
         out = np.zeros(np.shape(volume), dtype=np.uint8)
         for start, logits in self.iter_logits(volume, spacing_mm):
             out[start : start + len(logits)] = lut[(logits[:, 1:].argmax(1) + 1).numpy()]
