@@ -711,13 +711,15 @@ def evaluate_real_cv(
     if missing:
         raise ValueError(f"cross-validation needs weights for folds {missing} (of 0..{k - 1})")
     samples = rd.load_manifest(cfg.root)
+    # each scan read once: the folds share them out, the baselines judge them all
+    loaded = {s.key: s.load() for s in samples}
     subj, lev, folds_md = [], [], []
     for fold in range(k):
         train, val = rd.split_subjects(samples, cfg.val_fraction, cfg.seed, fold)
         rd.check_split(train, val)
         model = load_model(fold_weights[fold], device=cfg.device, threads=cfg.threads)
         s_df, l_df, _ = realeval.evaluate_model(
-            model, [s.load() for s in val], model_name, f"fold{fold}"
+            model, [loaded[s.key] for s in val], model_name, f"fold{fold}"
         )
         subj.append(s_df)
         lev.append(l_df)
@@ -726,7 +728,7 @@ def evaluate_real_cv(
         logger.info("evaluated fold %d (%d subjects)", fold, len(val))
     for name, path in (baseline or {}).items():
         model = load_model(path, device=cfg.device, threads=cfg.threads)
-        s_df, l_df, _ = realeval.evaluate_model(model, [s.load() for s in samples], name, "all")
+        s_df, l_df, _ = realeval.evaluate_model(model, list(loaded.values()), name, "all")
         subj.insert(0, s_df)
         lev.insert(0, l_df)
         logger.info("evaluated baseline %s", name)
