@@ -276,6 +276,26 @@ def test_partial_training_loop_runs_and_updates_weights() -> None:
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
 
 
+def test_finer_network_grid_keeps_the_field_of_view_in_mm(tmp_path: Path) -> None:
+    """A run with ``target_spacing_mm`` takes the pretrained weights' architecture on a finer
+    grid: the input size scales so that it covers the same millimetres (rounded up to the
+    network stride), and without the key the spec is the weights' own (JSON sidecar only)."""
+    from spinecensus.io import write_json
+    from spinecensus.model import ModelSpec
+    from spinecensus.realtrain import RealRunConfig, base_spec
+
+    weights = tmp_path / "w.pt"
+    spec = ModelSpec(target_spacing_mm=(2.0, 2.0), input_size=(512, 160))
+    write_json(spec.to_dict(), weights.with_suffix(".json"))
+    same = base_spec(RealRunConfig(pretrained=str(weights)))
+    assert same.target_spacing_mm == (2.0, 2.0) and same.input_size == (512, 160)
+    fine = base_spec(RealRunConfig(pretrained=str(weights), target_spacing_mm=[1.0, 1.0]))
+    assert fine.target_spacing_mm == (1.0, 1.0) and fine.input_size == (1024, 320)
+    odd = base_spec(RealRunConfig(pretrained=str(weights), target_spacing_mm=[1.5, 1.5]))
+    assert odd.input_size == (688, 224)  # 682.7 and 213.3 voxels, up to a multiple of 16
+    assert odd.encoder == spec.encoder and odd.decoder_channels == spec.decoder_channels
+
+
 @pytest.mark.real
 @needs_real
 def test_cross_validation_judges_every_subject_once_by_its_fold_model(
@@ -322,3 +342,32 @@ def test_cross_validation_judges_every_subject_once_by_its_fold_model(
     assert pooled.loc["cross_validated", "n_subjects"] == len(manifest)
     assert pooled.loc["cross_validated", "detected_pct"] == 0.0
     assert "3-fold cross-validation" in (tmp_path / "cv.md").read_text()
+
+
+@pytest.mark.real
+@needs_real
+def test_fine_tune_sidecar_states_its_data_and_the_start_s_own_record(tmp_path: Path) -> None:
+    """Two steps of a fold-1 fine-tune on the real scans (plus one synthetic subject): the
+    sidecar names the fold's training and validation subjects, the start's sha256 and the
+    start's own training record, and the network grid it was trained on."""
+    pytest.importorskip("torch")
+    from spinecensus.model import DEFAULT_SEGMENTATION_WEIGHTS, read_spec, sha256_file
+    from spinecensus.realtrain import train_real_variant
+
+    cfg = {
+        "root": str(REAL), "fold": 1, "steps": 2, "n_synthetic": 1, "threads": 1,
+        "log_every": 0, "target_spacing_mm": [1.5, 1.5],
+        "batch": {"batch_size": 2, "volumes_per_step": 2, "crop_si": 64, "crop_ap": 64},
+    }  # fmt: skip
+    out = train_real_variant(cfg, "pretrained_mixed", tmp_path / "ft.pt")
+    spec = read_spec(out)
+    start = read_spec(DEFAULT_SEGMENTATION_WEIGHTS)
+    assert spec is not None and start is not None
+    rec = spec.training
+    train, val = rd.split_subjects(rd.load_manifest(REAL), 0.34, 0, 1)
+    assert rec["fold"] == 1 and rec["steps"] == 2
+    assert rec["real_train_subjects"] == [s.key for s in train]
+    assert rec["real_validation_subjects"] == [s.key for s in val]
+    assert rec["init_sha256"] == sha256_file(DEFAULT_SEGMENTATION_WEIGHTS)
+    assert rec["init_training"] == start.training
+    assert spec.target_spacing_mm == (1.5, 1.5)
