@@ -276,6 +276,33 @@ def test_partial_training_loop_runs_and_updates_weights() -> None:
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
 
 
+def test_dataset_weights_steer_which_real_volumes_are_drawn() -> None:
+    """Synthetic arrays: with the VB2 dataset weighted 0 only the IVD volume's codes reach the
+    batches; without weights both datasets are drawn."""
+    from spinecensus.model import ModelSpec
+    from spinecensus.realtrain import BatchConfig, TrainVolume, make_batch
+
+    spec = ModelSpec(target_spacing_mm=None, input_size=(32, 32))
+    img = np.ones((3, 32, 32), dtype=np.float32)
+    disc = np.full(img.shape, rd.CODE_DISC, dtype=np.uint8)
+    body = np.full(img.shape, rd.CODE_BODY, dtype=np.uint8)
+    pool = [
+        TrainVolume(img, disc, "IVD_01", fg_slices=np.arange(3), ap_centre=16),
+        TrainVolume(img, body, "VB2_01", fg_slices=np.arange(3), ap_centre=16),
+    ]
+
+    def drawn(weights: dict[str, float] | None) -> set[int]:
+        bcfg = BatchConfig(
+            batch_size=4, volumes_per_step=4, crop_si=32, crop_ap=32, dataset_weights=weights
+        )
+        rng = np.random.default_rng(0)
+        codes = [make_batch(pool, [], spec, rng, bcfg, None)[1].numpy() for _ in range(10)]
+        return set(np.unique(np.concatenate(codes)).tolist())
+
+    assert drawn({"VB2": 0.0}) == {rd.CODE_DISC}
+    assert drawn(None) == {rd.CODE_DISC, rd.CODE_BODY}
+
+
 def test_finer_network_grid_keeps_the_field_of_view_in_mm(tmp_path: Path) -> None:
     """A run with ``target_spacing_mm`` takes the pretrained weights' architecture on a finer
     grid: the input size scales so that it covers the same millimetres (rounded up to the

@@ -20,7 +20,7 @@
 #   #   real_fraction, max_seconds (wall-clock budget per variant, s),
 #   #   fill_between_levels (true: the gap between annotated bodies is taught as disc),
 #   #   target_spacing_mm ([SI, AP] network grid in mm; default: the start weights' own, 2 mm),
-#   #   batch: {batch_size, volumes_per_step, crop_si, fg_fraction},
+#   #   batch: {batch_size, volumes_per_step, crop_si, fg_fraction, dataset_weights},
 #   #   augment: {scale, slice_gain, gamma, bias, noise, rotation_deg, zoom, flip_lr}
 
 
