@@ -154,8 +154,8 @@ class BatchConfig:
         dataset_weights: relative chance of drawing a real volume by dataset (the part of
             its key before ``_``, e.g. ``{"IVD": 3}``); unlisted datasets weigh 1, None =
             every real volume equally likely.  Only the IVD scans annotate discs (2 of a
-            fold's 13 training scans), so weighting them up gives discs more direct
-            supervision.
+            fold's 13-16 training scans), so weighting them up gives discs more direct
+            supervision (docs/real_mri.md, fifth run: x3 moved disc Dice by < 0.01).
     """
 
     batch_size: int = 8
@@ -173,6 +173,8 @@ def _draw_volume(
     if not weights or pool[0].kind != "real":
         return pool[int(rng.integers(len(pool)))]
     w = np.array([float(weights.get(v.key.split("_", 1)[0], 1.0)) for v in pool])
+    if (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"dataset_weights {weights} leave no real volume to draw")
     return pool[int(rng.choice(len(pool), p=w / w.sum()))]
 
 
@@ -415,7 +417,8 @@ class RealRunConfig:
     #: in-plane (SI, AP) spacing in mm of the network grid; None = that of the pretrained
     #: weights (2 mm).  A disc is 8-12 mm high, so a 2 mm grid alone caps disc Dice at about
     #: 0.92 on the IVD scans (the expert masks area-averaged to 2 mm and back); 1 mm is the
-    #: real scans' own in-plane spacing.  The input size keeps its extent in mm.
+    #: real scans' own in-plane spacing.  The input size keeps its extent in mm.  (A 1 mm
+    #: fine-tune did not raise disc Dice: docs/real_mri.md, fifth run.)
     target_spacing_mm: list[float] | None = None
 
     @classmethod
@@ -472,9 +475,9 @@ def base_spec(cfg: RealRunConfig) -> ModelSpec:
         spec = ModelSpec.from_config(dict(SEGMENTATION_DEFAULTS), "segmentation")
     spec = ModelSpec.from_dict(spec.to_dict())
     spec.training, spec.metrics, spec.sha256, spec.git_commit = {}, {}, None, None
-    if cfg.target_spacing_mm is not None and spec.target_spacing_mm is not None:
+    if cfg.target_spacing_mm is not None:
         new = (float(cfg.target_spacing_mm[0]), float(cfg.target_spacing_mm[1]))
-        if spec.input_size is not None:
+        if spec.input_size is not None and spec.target_spacing_mm is not None:
             # same field of view in mm, rounded up to the network stride
             spec.input_size = tuple(  # type: ignore[assignment]
                 int(math.ceil(n * old / t / spec.stride) * spec.stride)

@@ -301,6 +301,8 @@ def test_dataset_weights_steer_which_real_volumes_are_drawn() -> None:
 
     assert drawn({"VB2": 0.0}) == {rd.CODE_DISC}
     assert drawn(None) == {rd.CODE_DISC, rd.CODE_BODY}
+    with pytest.raises(ValueError, match="no real volume"):
+        drawn({"VB2": 0.0, "IVD": 0.0})
 
 
 def test_finer_network_grid_keeps_the_field_of_view_in_mm(tmp_path: Path) -> None:
