@@ -50,6 +50,8 @@ class TrainVolume:
         image: float32 ``[slice, SI, AP]`` raw intensities on the resampled grid.
         codes: uint8 loss codes (``realdata.CODE_*``) on the same grid.
         key: subject id; kind: ``"real"`` or ``"synthetic"``.
+        dataset: the real scan's dataset (manifest column; what
+            ``BatchConfig.dataset_weights`` names), "" for synthetic volumes.
         fg_slices: slice indices holding annotated foreground (sampled preferentially).
     """
 
@@ -60,6 +62,7 @@ class TrainVolume:
     fg_slices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     #: mean AP column of the annotated structures (centre of AP training windows)
     ap_centre: int = 0
+    dataset: str = ""
 
 
 def prepare_volume(
@@ -69,6 +72,7 @@ def prepare_volume(
     spec: ModelSpec,
     key: str,
     kind: str = "real",
+    dataset: str = "",
 ) -> TrainVolume:
     """Resample a canonical volume and its codes in-plane to ``spec.target_spacing_mm``
     (bilinear image, nearest codes), exactly as ``model.plan_geometry`` does at inference."""
@@ -90,6 +94,7 @@ def prepare_volume(
         kind=kind,
         fg_slices=np.nonzero(fg.reshape(len(c), -1).any(1))[0],
         ap_centre=int(np.nonzero(fg)[2].mean()) if fg.any() else c.shape[2] // 2,
+        dataset=dataset,
     )
 
 
@@ -151,8 +156,8 @@ class BatchConfig:
         real_fraction: probability that a drawn volume is real (rest synthetic) when both
             pools are given.
         fg_fraction: probability of drawing a slice with annotated foreground.
-        dataset_weights: relative chance of drawing a real volume by dataset (the part of
-            its key before ``_``, e.g. ``{"IVD": 3}``); unlisted datasets weigh 1, None =
+        dataset_weights: relative chance of drawing a real volume by its
+            ``TrainVolume.dataset``, e.g. ``{"IVD": 3}``; unlisted datasets weigh 1, None =
             every real volume equally likely.  Only the IVD scans annotate discs (2 of a
             fold's 13-16 training scans), so weighting them up gives discs more direct
             supervision (docs/real_mri.md, fifth run: x3 moved disc Dice by < 0.01).
@@ -172,7 +177,7 @@ def _draw_volume(
 ) -> TrainVolume:
     if not weights or pool[0].kind != "real":
         return pool[int(rng.integers(len(pool)))]
-    w = np.array([float(weights.get(v.key.split("_", 1)[0], 1.0)) for v in pool])
+    w = np.array([float(weights.get(v.dataset, 1.0)) for v in pool])
     if (w < 0).any() or w.sum() <= 0:
         raise ValueError(f"dataset_weights {weights} leave no real volume to draw")
     return pool[int(rng.choice(len(pool), p=w / w.sum()))]
@@ -497,13 +502,7 @@ def train_real_variant(
     """
     import torch
 
-    from spinecensus.model import (
-        build_network,
-        load_network,
-        read_spec,
-        save_weights,
-        sha256_file,
-    )
+    from spinecensus.model import build_network, load_network, save_weights, sha256_file
 
     cfg = RealRunConfig.from_dict(config)
     torch.set_num_threads(max(1, int(cfg.threads)))
@@ -514,7 +513,7 @@ def train_real_variant(
     real = [
         prepare_volume(
             s.scan.data, rd.target_codes(s, cfg.fill_between_levels), s.spacing_mm, spec,
-            s.meta.key,
+            s.meta.key, dataset=s.meta.dataset,
         )  # fmt: skip
         for s in train
     ]
@@ -531,15 +530,14 @@ def train_real_variant(
             )  # fmt: skip
     init_info: dict[str, Any] = {"init": v["init"]}
     if v["init"] == "pretrained":
-        net, _ = load_network(cfg.pretrained_path())
+        net, init_spec = load_network(cfg.pretrained_path())
         init_info |= {
             "init_weights": cfg.pretrained_path().name,
             "init_sha256": sha256_file(cfg.pretrained_path()),
         }
         # the start's own training record, so that a chain of fine-tunes still says exactly
         # which data trained the result
-        init_spec = read_spec(cfg.pretrained_path())
-        if init_spec is not None and init_spec.training:
+        if init_spec.training:
             init_info["init_training"] = init_spec.training
         lr = cfg.finetune_lr
     else:

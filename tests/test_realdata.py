@@ -287,8 +287,8 @@ def test_dataset_weights_steer_which_real_volumes_are_drawn() -> None:
     disc = np.full(img.shape, rd.CODE_DISC, dtype=np.uint8)
     body = np.full(img.shape, rd.CODE_BODY, dtype=np.uint8)
     pool = [
-        TrainVolume(img, disc, "IVD_01", fg_slices=np.arange(3), ap_centre=16),
-        TrainVolume(img, body, "VB2_01", fg_slices=np.arange(3), ap_centre=16),
+        TrainVolume(img, disc, "IVD_01", fg_slices=np.arange(3), ap_centre=16, dataset="IVD"),
+        TrainVolume(img, body, "VB2_01", fg_slices=np.arange(3), ap_centre=16, dataset="VB2"),
     ]
 
     def drawn(weights: dict[str, float] | None) -> set[int]:
