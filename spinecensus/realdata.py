@@ -318,10 +318,32 @@ COLUMN_MARGIN_MM = 40.0
 MAX_DISC_GAP_MM = 20.0
 #: largest gap (mm) between two consecutive annotated discs that is called a vertebral body
 MAX_BODY_GAP_MM = 45.0
+#: rows (mm) next to each annotated body that the disc fill leaves out.  The gap between two
+#: body masks holds the disc *and* both endplates (bony and cartilaginous, 1-2 mm each),
+#: while the disc masks (IVD) exclude the endplates.  Measured on the masks themselves: the
+#: median per-column height of the fill gaps is 9-12 mm (VB1-VB3), that of the expert discs
+#: 5-8 mm (IVD), so a full fill teaches discs about 1.5x too high.  The margin stays "not
+#: body" (background or disc): the body masks say nothing more about it.
+DISC_FILL_MARGIN_MM = 2.0
+#: beyond the outer face of the first and last annotated structure, this many mm are "not
+#: that class" (outside the trusted band the mask says nothing else).  Next to a body's end
+#: face lies its disc, next to a disc's its body: no gap between two body masks is under 6
+#: mm (median per column and level, VB1-VB3), so 2 mm cannot reach the next, unannotated body.
+#: Not below a body mask whose levels are unknown (VB1): it may end at S1, fused to S2.
+END_FACE_MM = 2.0
+#: a disc sits on the endplates of its two vertebrae: directly above the first annotated
+#: disc and below the last one (L1 above L1-L2, S1 below L5-S1) this many mm are vertebral
+#: body, in the disc's own columns away from its bulging AP rim (``END_BODY_RIM_MM``).  10
+#: mm lies well inside the smallest lumbar body (about 25 mm high).
+END_BODY_MM = 10.0
+END_BODY_RIM_MM = 3.0
 
 
 def between_consecutive(
-    instances: np.ndarray, spacing_mm: tuple[float, float, float], max_gap_mm: float
+    instances: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    max_gap_mm: float,
+    margin_mm: float = 0.0,
 ) -> np.ndarray:
     """Unannotated voxels lying between two consecutive annotated structures (bool mask).
 
@@ -329,7 +351,8 @@ def between_consecutive(
     ordered by their centroid row.  For each consecutive pair and each ``(slice, AP)``
     column that crosses *both*, the rows strictly between the upper structure's lowest
     voxel and the lower one's highest voxel are returned, when that gap is at most
-    ``max_gap_mm`` (``spacing_mm[1]`` per row).
+    ``max_gap_mm`` (``spacing_mm[1]`` per row).  ``margin_mm`` leaves that many mm next to
+    each structure out (the gap's core only; see :data:`DISC_FILL_MARGIN_MM`).
 
     Why: a vertebral body touches a disc at each endplate, so between two annotated
     consecutive bodies lies their disc, and between two annotated consecutive discs lies a
@@ -343,6 +366,7 @@ def between_consecutive(
     n_rows = inst.shape[1]
     row_index = np.arange(n_rows)[None, :, None]
     max_rows = max_gap_mm / float(spacing_mm[1])
+    margin = margin_mm / float(spacing_mm[1])
     for upper, lower in zip(order[:-1], order[1:], strict=True):
         mu, ml = inst == upper, inst == lower
         has_u, has_l = mu.any(axis=1), ml.any(axis=1)  # (slice, AP)
@@ -352,13 +376,55 @@ def between_consecutive(
         ok = has_u & has_l & (gap > 0) & (gap <= max_rows)
         out |= (
             ok[:, None, :]
-            & (row_index > bottom_u[:, None, :])
-            & (row_index < top_l[:, None, :])
+            & (row_index > bottom_u[:, None, :] + margin)
+            & (row_index < top_l[:, None, :] - margin)
         )
     return out & (inst == 0)
 
 
-def target_codes(sample: LoadedSample, fill_between: bool = True) -> np.ndarray:
+def beyond_end_discs(
+    instances: np.ndarray,
+    spacing_mm: tuple[float, float, float],
+    depth_mm: float,
+    rim_mm: float = END_BODY_RIM_MM,
+) -> np.ndarray:
+    """Rows directly above the first annotated disc and below the last one (bool mask,
+    canonical ``[slice, SI, AP]``): up to ``depth_mm`` mm from the disc's face, in the
+    ``(slice, AP)`` columns the disc crosses that lie at least ``rim_mm`` mm inside its AP
+    extent in that slice (the annulus bulges beyond the endplates).  One pass per end."""
+    from scipy import ndimage
+
+    inst = np.asarray(instances)
+    out = np.zeros(inst.shape, dtype=bool)
+    order, _rows = centroid_rows(inst)
+    if not order.size:
+        return out
+    n_rows = inst.shape[1]
+    row_index = np.arange(n_rows)[None, :, None]
+    depth = depth_mm / float(spacing_mm[1])
+    rim = int(round(rim_mm / float(spacing_mm[2])))
+    for disc, upward in ((order[0], True), (order[-1], False)):
+        m = inst == disc
+        cols = m.any(axis=1)  # (slice, AP)
+        if rim > 0:
+            cols = ndimage.binary_erosion(cols, structure=np.ones((1, 2 * rim + 1), bool))
+        if upward:
+            face = np.argmax(m, axis=1)  # top row per column
+            band = (row_index < face[:, None, :]) & (row_index >= face[:, None, :] - depth)
+        else:
+            face = n_rows - 1 - np.argmax(m[:, ::-1, :], axis=1)  # bottom row per column
+            band = (row_index > face[:, None, :]) & (row_index <= face[:, None, :] + depth)
+        out |= cols[:, None, :] & band
+    return out & (inst == 0)
+
+
+def target_codes(
+    sample: LoadedSample,
+    fill_between: bool = True,
+    disc_fill_margin_mm: float = 0.0,
+    end_face_mm: float = 0.0,
+    end_body_mm: float = 0.0,
+) -> np.ndarray:
     """Per-voxel loss codes (uint8, canonical order) for a partially labelled sample.
 
     * annotated voxels -> their class (``CODE_BODY`` / ``CODE_DISC``);
@@ -379,6 +445,15 @@ def target_codes(sample: LoadedSample, fill_between: bool = True) -> np.ndarray:
       (``CODE_BODY``), see :func:`between_consecutive`.  Without it the body-only scans
       never tell the model where a disc is, and on contrasts unlike the synthetic T2
       (water-fat VB3) it predicted almost no discs, so bodies merged in the split.
+      ``disc_fill_margin_mm`` keeps that many mm next to each body out of the disc fill
+      (:data:`DISC_FILL_MARGIN_MM`: the endplates, which disc masks exclude).
+    * ``end_face_mm``: outside the band, voxels within that distance of the annotated
+      structures are "not the annotated class" too (:data:`END_FACE_MM`): without it the
+      model learns nowhere where the last annotated body (L5) ends, and on real scans it
+      merged L5 with the sacrum below.
+    * ``end_body_mm`` (disc masks): the rows directly above the first disc and below the
+      last are body (:data:`END_BODY_MM`, :func:`beyond_end_discs`): the only place where a
+      real scan tells the model what the sacrum (S1) looks like.
     """
     from scipy import ndimage
 
@@ -399,12 +474,27 @@ def target_codes(sample: LoadedSample, fill_between: bool = True) -> np.ndarray:
     near = DISC_NEAR_BODY_MM if cls == BODY else BODY_NEAR_DISC_MM
     maybe = CODE_NOT_BODY if cls == BODY else CODE_NOT_DISC
     codes[band] = np.where(d3 <= near, maybe, CODE_BG)
+    if end_face_mm > 0:
+        outside = np.zeros(inst.shape[1], dtype=bool)
+        outside[:lo] = True
+        # below the last body only where it is known to be a free vertebra: a body-only mask
+        # whose levels are unknown (VB1) may end at S1, and below S1 lies fused S2, not a disc
+        lowest = names.get(max(names), "") if names else ""
+        if cls == DISC or (sample.meta.levels_known and lowest != "S1"):
+            outside[hi:] = True
+        d_all = ndimage.distance_transform_edt(~ann, sampling=sp)
+        face = (d_all <= end_face_mm) & outside[None, :, None] & (codes == CODE_UNKNOWN)
+        codes[face] = maybe
     if cls == DISC and names and names[max(names)] == "L5-S1":
         below = codes[:, hi:, :]
         below[envelope[:, hi:, :]] = CODE_NOT_DISC
+    if end_body_mm > 0 and cls == DISC:
+        codes[beyond_end_discs(inst, sp, end_body_mm)] = CODE_BODY
     if fill_between:
         gap_mm = MAX_DISC_GAP_MM if cls == BODY else MAX_BODY_GAP_MM
-        codes[between_consecutive(inst, sp, gap_mm)] = CODE_DISC if cls == BODY else CODE_BODY
+        margin = disc_fill_margin_mm if cls == BODY else 0.0
+        filled = between_consecutive(inst, sp, gap_mm, margin)
+        codes[filled] = CODE_DISC if cls == BODY else CODE_BODY
     codes[ann] = CODE_BODY if cls == BODY else CODE_DISC
     return codes
 
@@ -562,6 +652,7 @@ __all__ = [
     "random_rotation_grid",
     "n_folds",
     "split_subjects",
+    "beyond_end_discs",
     "target_codes",
     "between_consecutive",
     "trusted_band",

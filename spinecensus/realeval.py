@@ -199,6 +199,10 @@ def evaluate_subject(
         "sacrum_anchor": names is not None,
         "levels_known": meta.levels_known,
         "n_named_correct": sum(bool(r["name_correct"]) for r in named),
+        # a wrong name (an epidemiologist's silent error) apart from no name (a visible miss)
+        "n_named_wrong": sum(
+            r["predicted_name"] is not None and not r["name_correct"] for r in named
+        ),
         "label_accuracy": (
             sum(bool(r["name_correct"]) for r in named) / len(named) if named else math.nan
         ),
@@ -240,7 +244,8 @@ POOLED = "all real"
 
 def summarise(subjects: pd.DataFrame, pooled: bool = False) -> pd.DataFrame:
     """Per (model, dataset) summary: mean Dice, detection %, split validity %, label
-    accuracy on the named levels (only subjects whose levels are known), misses.
+    accuracy on the named levels (only subjects whose levels are known), the share of
+    levels given a wrong name (the rest of the misses stay unnamed), misses.
 
     ``pooled``: add one row per model over every real subject (dataset :data:`POOLED`;
     synthetic rows left out): Dice means over the subjects annotated for that class,
@@ -274,6 +279,12 @@ def summarise(subjects: pd.DataFrame, pooled: bool = False) -> pd.DataFrame:
                 "label_accuracy_pct": (
                     100.0 * known["n_named_correct"].sum() / n_named if n_named else math.nan
                 ),
+                # older tables lack the column: unknown, not zero
+                "misnamed_pct": (
+                    100.0 * known["n_named_wrong"].sum() / n_named
+                    if n_named and "n_named_wrong" in known
+                    else math.nan
+                ),
                 # the pooled row repeats no miss: each is listed under its dataset
                 "misses": ""
                 if dataset == POOLED
@@ -305,6 +316,7 @@ def markdown_table(summary: pd.DataFrame, with_misses: bool = False) -> str:
         ("split_valid_pct", "split valid %", True),
         ("sacrum_anchor_pct", "sacrum found %", True),
         ("label_accuracy_pct", "levels named correctly %", True),
+        ("misnamed_pct", "levels named wrongly %", True),
     ]
     if with_misses:
         cols.append(("misses", "misses", False))

@@ -419,6 +419,16 @@ class RealRunConfig:
     #: label the gap between consecutive annotated bodies as disc and between consecutive
     #: annotated discs as body (``realdata.target_codes(fill_between=...)``)
     fill_between_levels: bool = True
+    #: mm next to each annotated body left out of that disc fill (the endplates, which the
+    #: disc masks exclude; ``realdata.DISC_FILL_MARGIN_MM``).  0 = the whole gap, the
+    #: recipe of sessions 2-5, which taught discs about 1.5x too high.
+    disc_fill_margin_mm: float = rd.DISC_FILL_MARGIN_MM
+    #: mm beyond the end structures' outer faces taught as "not that class"
+    #: (``realdata.END_FACE_MM``); 0 = no loss there
+    end_face_mm: float = rd.END_FACE_MM
+    #: mm above the first / below the last annotated disc taught as body (L1, S1;
+    #: ``realdata.END_BODY_MM``); 0 = off
+    end_body_mm: float = rd.END_BODY_MM
     #: in-plane (SI, AP) spacing in mm of the network grid; None = that of the pretrained
     #: weights (2 mm).  A disc is 8-12 mm high, so a 2 mm grid alone caps disc Dice at about
     #: 0.92 on the IVD scans (the expert masks area-averaged to 2 mm and back); 1 mm is the
@@ -512,8 +522,10 @@ def train_real_variant(
     train, _val = load_real_split(cfg)
     real = [
         prepare_volume(
-            s.scan.data, rd.target_codes(s, cfg.fill_between_levels), s.spacing_mm, spec,
-            s.meta.key, dataset=s.meta.dataset,
+            s.scan.data, rd.target_codes(
+                s, cfg.fill_between_levels, cfg.disc_fill_margin_mm, cfg.end_face_mm,
+                cfg.end_body_mm,
+            ), s.spacing_mm, spec, s.meta.key, dataset=s.meta.dataset,
         )  # fmt: skip
         for s in train
     ]
@@ -570,6 +582,9 @@ def train_real_variant(
         "synthetic_preset": cfg.synthetic_preset if synth else None,
         "real_fraction": real_fraction,
         "fill_between_levels": cfg.fill_between_levels,
+        "disc_fill_margin_mm": cfg.disc_fill_margin_mm,
+        "end_face_mm": cfg.end_face_mm,
+        "end_body_mm": cfg.end_body_mm,
         "steps": len(hist),
         "max_seconds": cfg.max_seconds,
         "lr": lr,
@@ -626,6 +641,7 @@ def synthetic_dice(model: Any, cfg: RealRunConfig, model_name: str) -> list[dict
                 "sacrum_anchor": anchor is not None,
                 "levels_known": False,
                 "n_named_correct": 0,
+                "n_named_wrong": 0,
                 "label_accuracy": math.nan,
                 "misses": "",
             }

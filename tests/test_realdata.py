@@ -8,8 +8,11 @@ naming tests use tiny synthetic arrays and tensors (stated in each docstring).
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
+import cc3d
 import numpy as np
 import pytest
 
@@ -151,6 +154,83 @@ def test_ground_truth_as_prediction_scores_perfectly(manifest: list[rd.RealSampl
     assert [r["level"] for r in ev.levels] == ["L1", "L2", "L3", "L4", "L5"]
 
 
+def test_target_codes_end_faces_and_disc_core() -> None:
+    """Synthetic two-body mask (L4, L5; 1 mm voxels): the disc fill between them keeps its
+    endplate margin "not body"; beyond L5's lower face, 2 mm are "not body", then nothing."""
+    inst = np.zeros((3, 40, 12), dtype=np.uint16)
+    inst[:, 5:15, 2:10] = 1
+    inst[:, 25:35, 2:10] = 2  # a 10-row gap: rows 15..24
+    meta = rd.RealSample("VB3", "00", "VB3_00", "VB3_0", Path("/x"), Path("/x"), Path("/x"),
+                         frozenset({rd.CODE_BODY}), {1: "L4", 2: "L5"})  # fmt: skip
+    sample = rd.LoadedSample(meta, SimpleNamespace(spacing_mm=(1.0, 1.0, 1.0)), inst, inst > 0)
+    plain = rd.target_codes(sample)  # type: ignore[arg-type]
+    new = rd.target_codes(sample, disc_fill_margin_mm=2.0, end_face_mm=2.0)  # type: ignore[arg-type]
+    assert np.all(plain[1, 15:25, 5] == rd.CODE_DISC)
+    assert (
+        list(new[1, 15:25, 5])
+        == [rd.CODE_NOT_BODY] * 2 + [rd.CODE_DISC] * 6 + [rd.CODE_NOT_BODY] * 2
+    )
+    assert np.all(plain[1, 35:40, 5] == rd.CODE_UNKNOWN)
+    assert list(new[1, 35:40, 5]) == [rd.CODE_NOT_BODY] * 2 + [rd.CODE_UNKNOWN] * 3
+    assert np.array_equal(new[inst > 0], plain[inst > 0])
+    # levels unknown (VB1): the last body may be S1, fused to S2 below, so no lower face;
+    # the upper face stays (rows 3..4 above the first body)
+    unknown = dataclasses.replace(meta, levels_known=False)
+    sample_unknown = rd.LoadedSample(unknown, sample.scan, inst, inst > 0)
+    vb1 = rd.target_codes(sample_unknown, end_face_mm=2.0)  # type: ignore[arg-type]
+    assert np.all(vb1[1, 35:40, 5] == rd.CODE_UNKNOWN)
+    assert list(vb1[1, 2:5, 5]) == [rd.CODE_UNKNOWN] + [rd.CODE_NOT_BODY] * 2
+
+
+def test_bodies_beyond_the_end_discs() -> None:
+    """Synthetic two-disc mask (1 mm voxels): above the first disc and below the last, up
+    to the depth, lie bodies (L1 above L1-L2, S1 below L5-S1), away from the AP rim."""
+    inst = np.zeros((2, 60, 20), dtype=np.uint16)
+    inst[:, 20:26, 2:18] = 1
+    inst[:, 40:46, 2:18] = 2
+    body = rd.beyond_end_discs(inst, (2.0, 1.0, 1.0), depth_mm=5.0, rim_mm=3.0)
+    expected = np.zeros_like(body)
+    expected[:, 15:20, 5:15] = True  # rows 15..19 above disc 1, AP 2..17 less a 3 mm rim
+    expected[:, 46:51, 5:15] = True  # rows 46..50 below disc 2
+    np.testing.assert_array_equal(body, expected)
+    assert not rd.beyond_end_discs(np.zeros_like(inst), (2.0, 1.0, 1.0), 5.0).any()
+
+
+def _median_column_height(mask: np.ndarray, instances: np.ndarray) -> float:
+    """Median over (slice, AP) columns of each piece's height in rows (one row = 1 mm)."""
+    pieces = cc3d.connected_components(mask & (instances == 0), connectivity=6)
+    heights = [
+        np.median(h[h > 0]) for i in range(1, int(pieces.max()) + 1)
+        if ((h := (pieces == i).sum(1)) > 0).sum() > 50
+    ]  # fmt: skip
+    return float(np.median(heights))
+
+
+@pytest.mark.real
+@needs_real
+def test_disc_fill_margin_matches_the_expert_disc_height(
+    manifest: list[rd.RealSample],
+) -> None:
+    """Real masks: the gap between two annotated bodies (VB2) is higher than an expert disc
+    mask (IVD, endplates excluded); without the endplate margin the fill would teach discs
+    about 1.5x too high, with it the filled discs come closer to the expert ones."""
+    disc_h = float(np.median([
+        _median_column_height(ivd.instances > 0, np.zeros_like(ivd.instances))
+        for ivd in (s.load() for s in manifest if s.dataset == "IVD")
+    ]))  # fmt: skip
+    vb2 = next(s for s in manifest if s.dataset == "VB2").load()
+    inst = np.asarray(vb2.instances)
+    full = rd.between_consecutive(inst, vb2.spacing_mm, rd.MAX_DISC_GAP_MM)
+    core = rd.between_consecutive(inst, vb2.spacing_mm, rd.MAX_DISC_GAP_MM, 2.0)
+    full_h, core_h = _median_column_height(full, inst), _median_column_height(core, inst)
+    assert full_h > 1.3 * disc_h
+    assert abs(core_h - disc_h) < abs(full_h - disc_h)
+    codes = rd.target_codes(vb2, disc_fill_margin_mm=rd.DISC_FILL_MARGIN_MM)
+    # the endplate rows stay "not body" (background or disc), the core is disc
+    assert np.all(codes[full & ~core] == rd.CODE_NOT_BODY)
+    assert np.all(codes[core] == rd.CODE_DISC)
+
+
 @pytest.mark.real
 @needs_real
 def test_sample_sheet_points_at_the_data(tmp_path: Path) -> None:
@@ -230,6 +310,10 @@ def test_between_consecutive_structures() -> None:
     np.testing.assert_array_equal(gap, expected)
     assert not rd.between_consecutive(inst, (2.0, 2.0, 1.0), max_gap_mm=6.0).any()
     assert not rd.between_consecutive(np.zeros_like(inst), (1.0, 1.0, 1.0), 9.0).any()
+    # a 1 mm margin (rows of 1 mm) leaves one row next to each body out: the endplates
+    core = rd.between_consecutive(inst, (2.0, 1.0, 1.0), max_gap_mm=6.0, margin_mm=1.0)
+    expected[:, 10, :] = expected[:, 13, :] = False
+    np.testing.assert_array_equal(core, expected)
 
 
 def test_restriction_to_annotated_levels_ignores_unannotated_neighbours() -> None:
@@ -400,3 +484,21 @@ def test_fine_tune_sidecar_states_its_data_and_the_start_s_own_record(tmp_path: 
     assert rec["init_sha256"] == sha256_file(DEFAULT_SEGMENTATION_WEIGHTS)
     assert rec["init_training"] == start.training
     assert spec.target_spacing_mm == (1.5, 1.5)
+
+
+def test_summary_separates_wrong_names_from_unnamed_levels() -> None:
+    """Synthetic subject rows: of 10 levels, 6 named right, 1 wrong, 3 left unnamed."""
+    pd = pytest.importorskip("pandas")
+    base = {"model": "m", "dataset": "VB2", "body_dice": 0.9, "disc_dice": np.nan,
+            "body_dice_raw": 0.9, "disc_dice_raw": np.nan, "split_valid": True,
+            "sacrum_anchor": True, "levels_known": True, "misses": ""}  # fmt: skip
+    rows = pd.DataFrame([
+        {**base, "subject": "a", "n_annotated": 5, "n_detected": 5,
+         "n_named_correct": 5, "n_named_wrong": 0},
+        {**base, "subject": "b", "n_annotated": 5, "n_detected": 5,
+         "n_named_correct": 1, "n_named_wrong": 1},
+    ])  # fmt: skip
+    summary = rev.summarise(rows, pooled=True)
+    row = summary[summary["dataset"] == "VB2"].iloc[0]
+    assert row["label_accuracy_pct"] == 60.0 and row["misnamed_pct"] == 10.0
+    assert "levels named wrongly %" in rev.markdown_table(summary)
