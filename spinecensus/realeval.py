@@ -172,7 +172,7 @@ def evaluate_subject(
         if not detected:
             misses.append(f"{level}: not detected (IoU {best_iou:.2f})")
         elif meta.levels_known and not correct:
-            misses.append(f"{level}: named {predicted or 'unnamed'}")
+            misses.append(f"{level}: named {predicted}" if predicted else f"{level}: not named")
     n_ref = len(level_rows)
     n_det = sum(r["detected"] for r in level_rows)
     if n_ref and n_det == 0:
