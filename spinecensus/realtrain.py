@@ -430,10 +430,10 @@ class RealRunConfig:
     #: ``realdata.END_BODY_MM``); 0 = off
     end_body_mm: float = rd.END_BODY_MM
     #: in-plane (SI, AP) spacing in mm of the network grid; None = that of the pretrained
-    #: weights (2 mm).  A disc is 8-12 mm high, so a 2 mm grid alone caps disc Dice at about
-    #: 0.92 on the IVD scans (the expert masks area-averaged to 2 mm and back); 1 mm is the
-    #: real scans' own in-plane spacing.  The input size keeps its extent in mm.  (A 1 mm
-    #: fine-tune did not raise disc Dice: docs/real_mri.md, fifth run.)
+    #: weights (2 mm).  An expert disc mask is 5-8 mm high, so a 2 mm grid alone caps disc
+    #: Dice at about 0.92 on the IVD scans (the expert masks area-averaged to 2 mm and back);
+    #: 1 mm is the real scans' own in-plane spacing.  The input size keeps its extent in
+    #: mm.  (A 1 mm fine-tune did not raise disc Dice: docs/real_mri.md, fifth run.)
     target_spacing_mm: list[float] | None = None
 
     @classmethod
