@@ -520,13 +520,21 @@ def train_real_variant(
     spec = base_spec(cfg)
     t0 = time.perf_counter()
     train, _val = load_real_split(cfg)
+    codes = {
+        "fill_between": cfg.fill_between_levels,
+        "disc_fill_margin_mm": cfg.disc_fill_margin_mm,
+        "end_face_mm": cfg.end_face_mm,
+        "end_body_mm": cfg.end_body_mm,
+    }
     real = [
         prepare_volume(
-            s.scan.data, rd.target_codes(
-                s, cfg.fill_between_levels, cfg.disc_fill_margin_mm, cfg.end_face_mm,
-                cfg.end_body_mm,
-            ), s.spacing_mm, spec, s.meta.key, dataset=s.meta.dataset,
-        )  # fmt: skip
+            s.scan.data,
+            rd.target_codes(s, **codes),
+            s.spacing_mm,
+            spec,
+            s.meta.key,
+            dataset=s.meta.dataset,
+        )
         for s in train
     ]
     synth: list[TrainVolume] = []

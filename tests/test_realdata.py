@@ -484,6 +484,10 @@ def test_fine_tune_sidecar_states_its_data_and_the_start_s_own_record(tmp_path: 
     assert rec["init_sha256"] == sha256_file(DEFAULT_SEGMENTATION_WEIGHTS)
     assert rec["init_training"] == start.training
     assert spec.target_spacing_mm == (1.5, 1.5)
+    # the default recipe's loss codes are recorded (docs/real_mri.md, sixth run)
+    assert (rec["disc_fill_margin_mm"], rec["end_face_mm"], rec["end_body_mm"]) == (
+        rd.DISC_FILL_MARGIN_MM, rd.END_FACE_MM, rd.END_BODY_MM
+    )
 
 
 def test_summary_separates_wrong_names_from_unnamed_levels() -> None:
