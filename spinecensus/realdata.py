@@ -339,6 +339,14 @@ END_BODY_MM = 10.0
 END_BODY_RIM_MM = 3.0
 
 
+def _column_faces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top and bottom SI row of ``mask`` (canonical ``[slice, SI, AP]``) in every
+    ``(slice, AP)`` column; meaningless where the column misses the mask."""
+    top = np.argmax(mask, axis=1)
+    bottom = mask.shape[1] - 1 - np.argmax(mask[:, ::-1, :], axis=1)
+    return top, bottom
+
+
 def between_consecutive(
     instances: np.ndarray,
     spacing_mm: tuple[float, float, float],
@@ -370,8 +378,8 @@ def between_consecutive(
     for upper, lower in zip(order[:-1], order[1:], strict=True):
         mu, ml = inst == upper, inst == lower
         has_u, has_l = mu.any(axis=1), ml.any(axis=1)  # (slice, AP)
-        bottom_u = n_rows - 1 - np.argmax(mu[:, ::-1, :], axis=1)
-        top_l = np.argmax(ml, axis=1)
+        bottom_u = _column_faces(mu)[1]
+        top_l = _column_faces(ml)[0]
         gap = top_l - bottom_u - 1
         ok = has_u & has_l & (gap > 0) & (gap <= max_rows)
         out |= (
@@ -408,12 +416,11 @@ def beyond_end_discs(
         cols = m.any(axis=1)  # (slice, AP)
         if rim > 0:
             cols = ndimage.binary_erosion(cols, structure=np.ones((1, 2 * rim + 1), bool))
+        top, bottom = _column_faces(m)
         if upward:
-            face = np.argmax(m, axis=1)  # top row per column
-            band = (row_index < face[:, None, :]) & (row_index >= face[:, None, :] - depth)
+            band = (row_index < top[:, None, :]) & (row_index >= top[:, None, :] - depth)
         else:
-            face = n_rows - 1 - np.argmax(m[:, ::-1, :], axis=1)  # bottom row per column
-            band = (row_index > face[:, None, :]) & (row_index <= face[:, None, :] + depth)
+            band = (row_index > bottom[:, None, :]) & (row_index <= bottom[:, None, :] + depth)
         out |= cols[:, None, :] & band
     return out & (inst == 0)
 
@@ -463,6 +470,7 @@ def target_codes(
     (cls,) = tuple(sample.meta.labeled_classes)
     lo, hi = trusted_band(inst)
     names = sample.meta.level_names
+    lowest = names[max(names)] if names else ""  # the most caudal annotated level
     # AP / lateral envelope of the column: the annotated mask projected along SI
     proj = ann.any(axis=1)  # (slice, AP)
     d2 = ndimage.distance_transform_edt(~proj, sampling=(sp[0], sp[2]))
@@ -479,13 +487,12 @@ def target_codes(
         outside[:lo] = True
         # below the last body only where it is known to be a free vertebra: a body-only mask
         # whose levels are unknown (VB1) may end at S1, and below S1 lies fused S2, not a disc
-        lowest = names.get(max(names), "") if names else ""
         if cls == DISC or (sample.meta.levels_known and lowest != "S1"):
             outside[hi:] = True
         d_all = ndimage.distance_transform_edt(~ann, sampling=sp)
         face = (d_all <= end_face_mm) & outside[None, :, None] & (codes == CODE_UNKNOWN)
         codes[face] = maybe
-    if cls == DISC and names and names[max(names)] == "L5-S1":
+    if cls == DISC and lowest == "L5-S1":
         below = codes[:, hi:, :]
         below[envelope[:, hi:, :]] = CODE_NOT_DISC
     if end_body_mm > 0 and cls == DISC:

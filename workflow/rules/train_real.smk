@@ -19,9 +19,9 @@
 #   # overrides: steps, lr, finetune_lr, n_synthetic, n_synthetic_eval, synthetic_preset,
 #   #   real_fraction, max_seconds (wall-clock budget per variant, s),
 #   #   fill_between_levels (true: the gap between annotated bodies is taught as disc),
-#   disc_fill_margin_mm (2: that gap less 2 mm of endplate next to each body),
-#   end_face_mm (2: beyond the first / last annotated structure, 2 mm "not that class"),
-#   end_body_mm (10: above the first / below the last annotated disc, 10 mm of body),
+#   #   disc_fill_margin_mm (2: that gap less 2 mm of endplate next to each body),
+#   #   end_face_mm (2: beyond the first / last annotated structure, 2 mm "not that class"),
+#   #   end_body_mm (10: above the first / below the last annotated disc, 10 mm of body),
 #   #   target_spacing_mm ([SI, AP] network grid in mm; default: the start weights' own, 2 mm),
 #   #   batch: {batch_size, volumes_per_step, crop_si, fg_fraction, dataset_weights},
 #   #   augment: {scale, slice_gain, gamma, bias, noise, rotation_deg, zoom, flip_lr}
