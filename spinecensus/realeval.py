@@ -28,7 +28,7 @@ Tables are pandas DataFrames (``subject_table``, ``level_table``) and a per-data
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,7 @@ import numpy as np
 
 from spinecensus import labeling
 from spinecensus.realdata import BODY, DISC, LoadedSample
-from spinecensus.split import split_instances
+from spinecensus.split import SplitResult, split_instances
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -116,9 +116,17 @@ class SubjectEval:
 
 
 def evaluate_subject(
-    sample: LoadedSample, pred: np.ndarray, model_name: str = "", split_side: str = ""
+    sample: LoadedSample,
+    pred: np.ndarray,
+    model_name: str = "",
+    split_side: str = "",
+    namer: Callable[[SplitResult], dict[int, str] | None] | None = None,
 ) -> SubjectEval:
-    """Compare a predicted semantic mask (0/1/2, canonical) with the sample's partial mask."""
+    """Compare a predicted semantic mask (0/1/2, canonical) with the sample's partial mask.
+
+    ``namer`` names the split's instances (id -> level); default: upward from the sacrum
+    (``labeling.names_up_from_sacrum``), what a lumbar scan gets without a labeler.
+    """
     meta = sample.meta
     (cls,) = tuple(meta.labeled_classes)
     kind = "vertebra" if cls == BODY else "disc"
@@ -136,10 +144,11 @@ def evaluate_subject(
             split.instances,
             0,
         )
-        names = labeling.names_up_from_sacrum(split.kinds, split.voxel_counts)
+        from_sacrum = labeling.names_up_from_sacrum(split.kinds, split.voxel_counts)
+        names = namer(split) if namer is not None else from_sacrum
     else:
         inst = cc3d.connected_components(pred_c.astype(np.uint8), connectivity=26)
-        names = None
+        names = from_sacrum = None
     # judged where the mask judges (as the Dice): a predicted instance of an unannotated
     # neighbour's territory - the whole sacrum for VB1's lowest annotated body, S1 - does not
     # count against the level
@@ -196,7 +205,8 @@ def evaluate_subject(
         "invalid_reason": split.invalid_reason or "",
         "n_pred_vertebrae": split.n_vertebrae,
         "n_pred_discs": split.n_discs,
-        "sacrum_anchor": names is not None,
+        # the sacrum rule found a sacrum (whoever named the levels)
+        "sacrum_anchor": from_sacrum is not None,
         "levels_known": meta.levels_known,
         "n_named_correct": sum(bool(r["name_correct"]) for r in named),
         # a wrong name (an epidemiologist's silent error) apart from no name (a visible miss)

@@ -234,9 +234,15 @@ class SliceBank:
 
 
 def to_bank(
-    volumes: Iterable[tuple[np.ndarray, np.ndarray, tuple[float, float, float]]], spec: ModelSpec
+    volumes: Iterable[tuple[np.ndarray, np.ndarray, tuple[float, float, float]]],
+    spec: ModelSpec,
+    ignore_index: int | None = None,
 ) -> SliceBank:
-    """Resample (image, class map, spacing) volumes onto the network grid, once."""
+    """Resample (image, class map, spacing) volumes onto the network grid, once.
+
+    ``ignore_index``: a target value meaning "not supervised" (partially named real scans,
+    ``spinecensus.reallabel``); such voxels count as neither foreground nor background.
+    """
     import torch
 
     images, targets, index, bg_index = [], [], [], []
@@ -248,7 +254,7 @@ def to_bank(
         yi = to_network_grid(y, geo, mode="nearest")[:, 0].numpy().astype(np.uint8)
         images.append(xi)
         targets.append(yi)
-        has_fg = yi.reshape(len(yi), -1).any(axis=1)
+        has_fg = _supervised_fg(yi, ignore_index).reshape(len(yi), -1).any(axis=1)
         index += [(v, int(s)) for s in np.flatnonzero(has_fg)]
         bg_index += [(v, int(s)) for s in np.flatnonzero(~has_fg)]
     return SliceBank(
@@ -259,10 +265,21 @@ def to_bank(
     )
 
 
+def _supervised_fg(target: np.ndarray, ignore_index: int | None) -> np.ndarray:
+    """Foreground voxels of a target map, the ``ignore_index`` ones excluded."""
+    fg = target > 0
+    return fg if ignore_index is None else fg & (target != ignore_index)
+
+
 def _sample_batch(
-    bank: SliceBank, rng: np.random.Generator, batch: int, crop: tuple[int, int]
+    bank: SliceBank,
+    rng: np.random.Generator,
+    batch: int,
+    crop: tuple[int, int],
+    ignore_index: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random foreground slices with neighbours, random crop, intensity jitter."""
+    """Random foreground slices with neighbours, random crop, intensity jitter.  Padding
+    beyond the slice is background, or ``ignore_index`` where one is given."""
     import torch
 
     xs, ys = [], []
@@ -270,12 +287,13 @@ def _sample_batch(
     if len(bank.background):
         swap = rng.random(batch) < 0.1
         picks[swap] = bank.background[rng.integers(0, len(bank.background), int(swap.sum()))]
+    pad_value = 0 if ignore_index is None else ignore_index
     for v, s in picks:
         img, tgt = bank.images[v], bank.targets[v]
         nb = neighbour_index(len(img))[s]
         h, w = img.shape[1:]
         ch, cw = min(crop[0], h), min(crop[1], w)
-        fg = np.argwhere(tgt[s] > 0)
+        fg = np.argwhere(_supervised_fg(tgt[s], ignore_index))
         # centre the crop on a random foreground voxel, jittered, clipped into the slice
         cy, cx = fg[rng.integers(len(fg))] if len(fg) else (h // 2, w // 2)
         y0 = int(np.clip(cy - ch // 2 + rng.integers(-ch // 4, ch // 4 + 1), 0, h - ch))
@@ -285,16 +303,25 @@ def _sample_batch(
         x = x + rng.normal(0, rng.uniform(0, 0.1), x.shape).astype(np.float32)
         pad = ((0, 0), (0, crop[0] - ch), (0, crop[1] - cw))
         xs.append(np.pad(x, pad))
-        ys.append(np.pad(tgt[s, y0 : y0 + ch, x0 : x0 + cw], pad[1:]))
+        ys.append(np.pad(tgt[s, y0 : y0 + ch, x0 : x0 + cw], pad[1:], constant_values=pad_value))
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys).astype(np.int64))
 
 
-def _dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Soft Dice over the foreground classes present in the batch."""
+def _dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None = None
+) -> torch.Tensor:
+    """Soft Dice over the foreground classes present in the batch (``ignore_index``
+    voxels left out of both the prediction and the target sums)."""
     import torch
 
     prob = logits.softmax(1)
+    if ignore_index is not None:
+        known = (target != ignore_index).unsqueeze(1)
+        target = torch.where(known[:, 0], target, torch.zeros_like(target))
+        prob = prob * known
     onehot = torch.nn.functional.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()
+    if ignore_index is not None:
+        onehot = onehot * known
     dims = (0, 2, 3)
     inter = (prob * onehot).sum(dims)
     denom = prob.sum(dims) + onehot.sum(dims)
@@ -319,6 +346,7 @@ def train_network(
     max_seconds: float | None = None,
     init_weights: str | os.PathLike[str] | None = None,
     class_weights: Sequence[float] | None = None,
+    ignore_index: int | None = None,
 ) -> tuple[torch.nn.Module, list[float]]:
     """Train a network from ``spec`` on ``bank``: cross-entropy + soft Dice, AdamW,
     warm-up + cosine schedule.  Seeded (torch and numpy).  Returns the network and per-step losses;
@@ -336,7 +364,8 @@ def train_network(
     ``init_weights``: a ``.pt`` + sidecar to fine-tune from (its spec must equal ``spec`` in
     architecture and classes) instead of a fresh initialisation.  ``class_weights``: one
     cross-entropy weight per class (e.g. up-weight thin discs); the soft Dice term is
-    unchanged.
+    unchanged.  ``ignore_index``: target value of unsupervised voxels (no loss there;
+    the bank must be built with the same value, :func:`to_bank`).
     """
     import torch
 
@@ -376,15 +405,17 @@ def train_network(
                 if progress < 0.1
                 else 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (progress - 0.1) / 0.9))
             )
-        x, y = _sample_batch(bank, rng, batch_size, crop)
+        x, y = _sample_batch(bank, rng, batch_size, crop, ignore_index)
         x, y = x.to(device), y.to(device)
         if use_bf16:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=use_bf16):
             logits = net(x)
         logits = logits.float()
-        ce = torch.nn.functional.cross_entropy(logits, y, weight=ce_weight)
-        loss = ce + _dice_loss(logits, y)
+        ce = torch.nn.functional.cross_entropy(
+            logits, y, weight=ce_weight, ignore_index=-100 if ignore_index is None else ignore_index
+        )
+        loss = ce + _dice_loss(logits, y, ignore_index)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
