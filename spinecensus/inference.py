@@ -162,7 +162,7 @@ class SegmentationInference:
                 self.labeler.instance_log_probs(canon, sp, res.instances),
                 self.labeler.spec.classes[1:],
             )
-            lab = labeling.label_with_model(res, logp, count)
+            lab = labeling.label_with_model(res, logp, count, self.field_of_view)
         try:
             id_to_label = {int(k): str(v) for k, v in lab.id_to_name.items()}
         except AttributeError as exc:  # pragma: no cover - contract violation

@@ -319,7 +319,8 @@ def check_field_of_view(field_of_view: str) -> str:
 def _small_fov_labels(split: SplitResult, flags: list[str]) -> Labeling:
     """Names for a small-field-of-view split: upward from the sacrum where it is in view
     (:func:`names_up_from_sacrum`), otherwise none.  The status stays "undetermined": a
-    transitional vertebra cannot be recognised without the count from C2 (or a labeler)."""
+    transitional vertebra is counted from C2 only (a labeler's reading of one stays
+    unvalidated on real scans; :func:`label_with_model`)."""
     names = names_up_from_sacrum(split.kinds, split.voxel_counts) or {}
     n_verts = len(split.ids_of("vertebra"))
     how = (
@@ -329,7 +330,7 @@ def _small_fov_labels(split: SplitResult, flags: list[str]) -> Labeling:
     )
     flags.append(
         f"small_field_of_view: {n_verts} vertebrae, lumbar field of view; {how}; status "
-        "undetermined (a transitional vertebra needs the count from C2 or a labeler)"
+        "undetermined (a transitional vertebra needs the count from C2)"
     )
     sacrum_id = next((i for i, n in names.items() if n == labels.SACRUM), None)
     return Labeling(names, "undetermined", None, "count", flags, sacrum_id=sacrum_id)
@@ -487,7 +488,10 @@ def consistent_sequence(
 
 
 def label_with_model(
-    split: SplitResult, log_probs: np.ndarray, count: Labeling | None = None
+    split: SplitResult,
+    log_probs: np.ndarray,
+    count: Labeling | None = None,
+    field_of_view: str = "whole_spine",
 ) -> Labeling:
     """Name instances from the model's per-instance log-probabilities (small FOV).
 
@@ -499,7 +503,23 @@ def label_with_model(
     split valid (it depends on nothing learned; the thesis's labels came from counting),
     the model otherwise (e.g. the count's sacrum heuristic failed, or the model sees that
     the top is not C2).
+
+    ``field_of_view="lumbar"`` (``count`` from :func:`count_labels` with the same field of
+    view): where the count recognised the sacrum, that instance is S1.  The model's names
+    stand when its S1 is the same instance (``"count+model"``); when the model puts S1
+    elsewhere, the names counted up from the sacrum decide (``"count"``, five lumbar
+    vertebrae assumed) and the disagreement is flagged.  Where no sacrum was recognised
+    the model names alone.  The status of a lumbar scan is always "undetermined": a
+    transitional vertebra is counted from C2, not read (the model may still name an L6,
+    which then stays a name, not a status).  Why: on the
+    real lumbar scans (docs/real_mri.md, seventh run) the sacrum rule never named a level
+    wrongly where it fired, while a labeler fine-tuned on real scans named the scans
+    whose sacrum the segmentation cut or split.
     """
+    check_field_of_view(field_of_view)
+    # every schema variant, on a lumbar field of view too: restricted to the normal one,
+    # the sequence search could no longer absorb an extra or missing piece at the lower
+    # end, and named three real scans one level off (docs/real_mri.md, seventh run)
     names, total = consistent_sequence(log_probs, split.kinds)
     # the count's own findings (missed disc, sacrum not recognised, ...) stay visible
     flags: list[str] = list(count.qc_flags) if count is not None else []
@@ -525,7 +545,19 @@ def label_with_model(
     )
     decided = "model"
     chosen = model_map
-    if count is not None and (model_whole or count_whole):
+    # lumbar field of view: the instance the count recognised as the sacrum, if any
+    sacrum = count.sacrum_id if field_of_view == "lumbar" and count is not None else None
+    if count is not None and sacrum is not None and not (model_whole or count_whole):
+        if model_map.get(sacrum) == labels.SACRUM:
+            decided = "count+model"
+        else:
+            model_s1 = next((i for i, nm in model_map.items() if nm == labels.SACRUM), None)
+            flags.append(
+                f"count_model_disagree: the sacrum is instance {sacrum}, the model's "
+                f"S1 is {model_s1}; named upward from the sacrum"
+            )
+            decided, chosen = "count", count.id_to_name
+    elif count is not None and (model_whole or count_whole):
         if count.id_to_name == model_map:
             decided = "count+model"
         else:
@@ -543,6 +575,11 @@ def label_with_model(
             if count_whole and split.valid:
                 decided, chosen = "count", count.id_to_name
     status = labels.transitional_status(chosen.values())
+    if field_of_view == "lumbar":
+        # the variant is read from appearance, not counted from C2; no real transitional
+        # spine with known levels validates that reading (docs/real_mri.md), so a lumbar
+        # scan's status stays out of the prevalence
+        status = "undetermined"
     if any(f.startswith("missed_disc_suspected") for f in flags):
         # a merged vertebra breaks any gap-free sequence, the model's included
         status = "undetermined"

@@ -69,7 +69,7 @@ def analyse_semantic(
             )
         log_probs = vote_log_probs(split.instances, votes, split.n_instances)
     if log_probs is not None and split.n_instances:
-        lab = label_with_model(split, log_probs, lab)
+        lab = label_with_model(split, log_probs, lab, field_of_view)
     rows = structure_table(
         split.instances, lab.id_to_name, scan, confidence=lab.confidence or None, kinds=split.kinds
     )

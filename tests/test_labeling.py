@@ -397,3 +397,67 @@ def test_thesis_labeler_columns_map_onto_the_union(variant):
         to_union_columns(np.log(probs), own[:-1])
     with pytest.raises(ValueError, match="no labeler class"):
         to_union_columns(np.zeros((1, 2)), ["class1", "class2"])
+
+
+def _lumbar_window(variant: str, first: str, sacrum_voxels: int = 1000):
+    """Synthetic split of a lumbar field of view: ``first`` .. S1 of ``variant``."""
+    full = labels.structures(variant)
+    names = list(full[full.index(first) :])
+    counts = [500] * len(names)
+    counts[-1] = sacrum_voxels
+    return fake_split([labels.kind(n) for n in names], counts), names
+
+
+def test_lumbar_fov_model_names_stand_when_its_s1_is_the_sacrum():
+    """Synthetic T12..S1 window of a normal spine: the count recognises the sacrum and the
+    model's S1 is the same instance, so the model's names stand (both agree)."""
+    split, names = _lumbar_window("normal", "T12")
+    count = count_labels(split, field_of_view="lumbar")
+    assert count.sacrum_id == len(names)
+    lab = label_with_model(split, truth_log_probs(names), count, "lumbar")
+    assert lab.decided_by == "count+model"
+    assert lab.id_to_name == {i + 1: n for i, n in enumerate(names)}
+    assert lab.sacrum_id == len(names)
+    assert lab.transitional_status == "undetermined" and lab.lumbar_count is None
+    assert not any(f.startswith("count_model_disagree") for f in lab.qc_flags)
+
+
+def test_lumbar_fov_a_read_l6_stays_a_name_not_a_status():
+    """Synthetic T12..S1 window of a lumbarization, the model seeing L6: its S1 is the
+    recognised sacrum, so its names stand (L6 included), but the status stays withheld;
+    on a whole-spine field of view the same reading gives the status."""
+    split, names = _lumbar_window("lumbarization", "T12")
+    count = count_labels(split, field_of_view="lumbar")
+    lab = label_with_model(split, truth_log_probs(names), count, "lumbar")
+    assert lab.id_to_name == {i + 1: n for i, n in enumerate(names)}
+    assert "L6" in lab.id_to_name.values() and lab.decided_by == "count+model"
+    assert lab.transitional_status == "undetermined" and lab.lumbar_count is None
+    whole = label_with_model(split, truth_log_probs(names), count_labels(split))
+    assert whole.transitional_status == "lumbarization"
+
+
+def test_lumbar_fov_sacrum_decides_when_the_model_puts_s1_elsewhere():
+    """Synthetic T12..S1 normal window, the model's names shifted by one level (its S1 is
+    not the recognised sacrum): named upward from the sacrum, flagged, status withheld."""
+    split, names = _lumbar_window("normal", "T12")
+    count = count_labels(split, field_of_view="lumbar")
+    full = labels.structures("normal")
+    shifted = list(full[full.index("T11") : full.index("T11") + len(names)])
+    lab = label_with_model(split, truth_log_probs(shifted), count, "lumbar")
+    assert lab.decided_by == "count"
+    assert lab.id_to_name == count.id_to_name == {i + 1: n for i, n in enumerate(names)}
+    assert lab.transitional_status == "undetermined"
+    assert any(f.startswith("count_model_disagree: the sacrum is instance") for f in lab.qc_flags)
+
+
+def test_lumbar_fov_without_a_recognised_sacrum_the_model_names():
+    """Synthetic T12..S1 window whose sacrum is a small fragment (the count finds none):
+    the model names every level."""
+    split, names = _lumbar_window("normal", "T12", sacrum_voxels=100)
+    count = count_labels(split, field_of_view="lumbar")
+    assert count.sacrum_id is None and count.id_to_name == {}
+    lab = label_with_model(split, truth_log_probs(names), count, "lumbar")
+    assert lab.decided_by == "model"
+    assert lab.id_to_name == {i + 1: n for i, n in enumerate(names)}
+    with pytest.raises(ValueError, match="field_of_view"):
+        label_with_model(split, truth_log_probs(names), count, "thoracic")
