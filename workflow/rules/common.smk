@@ -153,3 +153,34 @@ def _shipped_weights():
 def _real_eval_models(weights):
     """Models compared by train_real_evaluate: the shipped synthetic-only weights first."""
     return {"synthetic_only": _shipped_weights(), **dict(zip(REAL_VARIANTS, weights))}
+
+
+# `snakemake train_real_naming`: a labeler fine-tuned per fold on the real scans' named
+# levels, and the cross-validated naming of every real scan (spinecensus.reallabel)
+_TRL = _TR.get("labeler", {}) or {}
+
+
+def _real_labeler_config(threads):
+    shared = {k: _TR[k] for k in ("root", "val_fraction", "seed", "device") if k in _TR}
+    return {**shared, **_TRL, "threads": threads}
+
+
+def _real_labeler_windows(wildcards):
+    """Synthetic windows mixed into the fine-tuning: train_real.labeler.crops (a
+    `training.make_crops` file), else ground-truth windows made by the workflow."""
+    return _TRL.get("crops") or f"{TRAIN_REAL_DIR}/naming/windows.npz"
+
+
+def _naming_segmentation(wildcards):
+    """Per-fold segmentation weights that the naming evaluation splits: given, or those of
+    `snakemake train_real_cv`."""
+    given = _TRL.get("segmentation_folds")
+    if given:
+        return [str(p) for p in given]
+    return expand(f"{TRAIN_REAL_DIR}/cv/fold{{fold}}.pt", fold=_real_folds())
+
+
+def _shipped_labeler():
+    from spinecensus.model import DEFAULT_LABELING_WEIGHTS
+
+    return str(DEFAULT_LABELING_WEIGHTS)

@@ -25,6 +25,15 @@
 #   #   target_spacing_mm ([SI, AP] network grid in mm; default: the start weights' own, 2 mm),
 #   #   batch: {batch_size, volumes_per_step, crop_si, fg_fraction, dataset_weights},
 #   #   augment: {scale, slice_gain, gamma, bias, noise, rotation_deg, zoom, flip_lr}
+#   labeler:               # `snakemake train_real_naming` (spinecensus.reallabel)
+#     steps: 1000          # fine-tuning steps per fold, from the shipped labeler (init: "")
+#     real_fraction: 0.5   # share of real slices among the sampled ones
+#     crops: ""            # synthetic windows (training.make_crops file); "" = ground-truth
+#                          # windows of crops_size's expert subjects, made here
+#     crops_size: demo     # training size those windows' subjects were generated with
+#     n_synthetic_crops: 400
+#     segmentation_folds: []   # per-fold segmentation weights to name; [] = train_real_cv's
+#     # also: lr, batch_size, crop, max_seconds, init, log_every
 
 
 rule train_real:
@@ -129,4 +138,87 @@ rule train_real_cv_evaluate:
         training.setup_logging(log[0])
         realtrain.evaluate_real_cv(
             params.cfg, params.folds, *output, params.baseline
+        )
+
+
+# k-fold naming: a labeler fine-tuned on each fold's named real levels names that fold's
+# scans, beside the sacrum rule and the shipped (synthetic-only) labeler
+rule train_real_naming:
+    input:
+        f"{TRAIN_REAL_DIR}/naming/eval.parquet",
+        f"{TRAIN_REAL_DIR}/naming/eval.md",
+
+
+rule train_real_labeler_windows:
+    output:
+        f"{TRAIN_REAL_DIR}/naming/windows.npz",
+    log:
+        f"{TRAIN_REAL_DIR}/logs/labeler_windows.log",
+    benchmark:
+        f"{TRAIN_REAL_DIR}/benchmarks/labeler_windows.tsv"
+    params:
+        cfg={"size": _TRL.get("crops_size", "demo"), "seed": _TR.get("seed", 0)},
+    run:
+        from spinecensus import training
+
+        training.setup_logging(log[0])
+        training.make_crops(params.cfg, None, output[0], expert=True)
+
+
+rule train_real_labeler_fold:
+    input:
+        windows=_real_labeler_windows,
+    output:
+        weights=f"{TRAIN_REAL_DIR}/naming/labeler_fold{{fold}}.pt",
+        sidecar=f"{TRAIN_REAL_DIR}/naming/labeler_fold{{fold}}.json",
+    log:
+        f"{TRAIN_REAL_DIR}/logs/labeler_fold{{fold}}.log",
+    benchmark:
+        f"{TRAIN_REAL_DIR}/benchmarks/labeler_fold{{fold}}.tsv"
+    wildcard_constraints:
+        fold=r"\d+",
+    threads: workflow.cores
+    params:
+        cfg=lambda wildcards, threads: {
+            **_real_labeler_config(threads),
+            "fold": int(wildcards.fold),
+        },
+    run:
+        from spinecensus import reallabel, training
+
+        training.setup_logging(log[0])
+        reallabel.train_real_labeler(
+            {**params.cfg, "crops": input.windows}, output.weights
+        )
+
+
+rule train_real_naming_evaluate:
+    input:
+        segmentation=_naming_segmentation,
+        labelers=expand(
+            f"{TRAIN_REAL_DIR}/naming/labeler_fold{{fold}}.pt", fold=_real_folds()
+        ),
+    output:
+        table=f"{TRAIN_REAL_DIR}/naming/eval.parquet",
+        markdown=f"{TRAIN_REAL_DIR}/naming/eval.md",
+    log:
+        f"{TRAIN_REAL_DIR}/logs/evaluate_naming.log",
+    benchmark:
+        f"{TRAIN_REAL_DIR}/benchmarks/evaluate_naming.tsv"
+    threads: workflow.cores
+    params:
+        cfg=lambda wildcards, threads: _real_labeler_config(threads),
+        segmentation=lambda wildcards, input: dict(enumerate(input.segmentation)),
+        labelers=lambda wildcards, input: dict(enumerate(input.labelers)),
+        baseline=lambda wildcards: {"synthetic labeler": _shipped_labeler()},
+    run:
+        from spinecensus import reallabel, training
+
+        training.setup_logging(log[0])
+        reallabel.evaluate_naming_cv(
+            params.cfg,
+            params.segmentation,
+            params.labelers,
+            *output,
+            params.baseline,
         )
