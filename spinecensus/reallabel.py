@@ -247,7 +247,7 @@ def evaluate_naming_cv(
 
     from spinecensus import realeval
     from spinecensus.model import load_model
-    from spinecensus.realtrain import write_evaluation
+    from spinecensus.realtrain import write_cv_evaluation
 
     cfg = RealLabelerConfig.from_dict(config)
     torch.set_num_threads(max(1, int(cfg.threads)))
@@ -289,17 +289,14 @@ def evaluate_naming_cv(
                 subj.append(ev.row)
                 lev.extend(ev.levels)
         log.info("naming fold %d: %d subjects", fold, len(val))
-    subjects, levels = pd.DataFrame(subj), pd.DataFrame(lev)
-    summary = realeval.summarise(subjects, pooled=True)
-    header = [
+    return write_cv_evaluation(
+        pd.DataFrame(subj),
+        pd.DataFrame(lev),
         f"# Real MRI naming, {k}-fold cross-validation (patient-level folds, seed {cfg.seed})",
-        "",
-        "Each subject is segmented and named by fold models that did not train on it:",
-        "",
-        *md,
-    ]
-    write_evaluation(subjects, levels, summary, out_table, out_markdown, header)
-    return summary
+        ["Each subject is segmented and named by fold models that did not train on it:", "", *md],
+        out_table,
+        out_markdown,
+    )
 
 
 __all__ = [

@@ -797,23 +797,38 @@ def evaluate_real_cv(
         subj.insert(0, s_df)
         lev.insert(0, l_df)
         logger.info("evaluated baseline %s", name)
-    subjects = pd.concat(subj, ignore_index=True)
-    levels = pd.concat(lev, ignore_index=True)
-    summary = realeval.summarise(subjects, pooled=True)
-    header = [
+    return write_cv_evaluation(
+        pd.concat(subj, ignore_index=True),
+        pd.concat(lev, ignore_index=True),
         f"# Real MRI, {k}-fold cross-validation (patient-level folds, seed {cfg.seed})",
-        "",
-        "Each subject is judged by the fold model that did not train on it:",
-        "",
-        *folds_md,
-    ]
-    write_evaluation(subjects, levels, summary, out_table, out_markdown, header)
+        ["Each subject is judged by the fold model that did not train on it:", "", *folds_md],
+        out_table,
+        out_markdown,
+    )
+
+
+def write_cv_evaluation(
+    subjects: Any,
+    levels: Any,
+    title: str,
+    intro: list[str],
+    out_table: str | os.PathLike[str],
+    out_markdown: str | os.PathLike[str],
+) -> Any:
+    """Summarise a cross-validated evaluation per dataset and pooled over every real
+    subject (``realeval.summarise``), write it (:func:`write_evaluation`, under ``title``
+    and the ``intro`` lines) and return the summary."""
+    from spinecensus import realeval
+
+    summary = realeval.summarise(subjects, pooled=True)
+    write_evaluation(subjects, levels, summary, out_table, out_markdown, [title, "", *intro])
     return summary
 
 
 __all__ = [
     "VARIANTS",
     "evaluate_real_cv",
+    "write_cv_evaluation",
     "write_evaluation",
     "BatchConfig",
     "RealRunConfig",
