@@ -67,7 +67,11 @@ class RealLabelerConfig:
 
     root: str = str(rd.DEFAULT_ROOT)
     val_fraction: float = 0.34
+    #: seed of the patient-level split (``realdata.split_subjects``)
     seed: int = 0
+    #: seed of the batch sampling and augmentation; None = ``seed + 11``.  Apart from the
+    #: split's seed so that a repeat judges the same folds.
+    train_seed: int | None = None
     #: cross-validation fold held out (``realdata.split_subjects``)
     fold: int = 0
     #: labeler weights to start from ("" = the shipped synthetic labeler)
@@ -165,12 +169,13 @@ def train_real_labeler(config: dict[str, Any] | None, out: str | os.PathLike[str
         windows = itertools.islice(training.iter_crops(tcfg, cfg.crops), cfg.n_synthetic_crops)
         synthetic = training.to_bank(windows, spec)
     bank = mixed_bank(real, synthetic, cfg.real_fraction)
+    train_seed = cfg.seed + 11 if cfg.train_seed is None else int(cfg.train_seed)
     log.info(
         "real labeler fold %d: %d named real scans (%d slices), %d synthetic slices",
         cfg.fold, len(named), len(real.index), 0 if synthetic is None else len(synthetic.index),
     )  # fmt: skip
     net, losses = training.train_network(
-        spec, bank, cfg.steps, cfg.batch_size, cfg.crop, cfg.seed + 11, cfg.lr, cfg.device,
+        spec, bank, cfg.steps, cfg.batch_size, cfg.crop, train_seed, cfg.lr, cfg.device,
         cfg.log_every, Path(out).with_suffix(".log.tsv"), f"real_labeler_fold{cfg.fold}",
         max_seconds=cfg.max_seconds, init_weights=init, ignore_index=IGNORE,
     )  # fmt: skip

@@ -144,6 +144,9 @@ def test_config_from_dict_ignores_unknown_keys() -> None:
     cfg = reallabel.RealLabelerConfig.from_dict({"steps": 5, "crop": [64, 32], "other": 1})
     assert cfg.steps == 5 and cfg.crop == (64, 32)
     assert dataclasses.asdict(cfg)["fold"] == 0
+    # the training seed is apart from the split's: a repeat judges the same folds
+    assert cfg.train_seed is None
+    assert reallabel.RealLabelerConfig.from_dict({"train_seed": 1}).seed == 0
 
 
 @pytest.mark.real

@@ -33,7 +33,7 @@
 #     crops_size: demo     # training size those windows' subjects were generated with
 #     n_synthetic_crops: 400
 #     segmentation_folds: []   # per-fold segmentation weights to name; [] = train_real_cv's
-#     # also: lr, batch_size, crop, max_seconds, init, log_every
+#     # also: lr, batch_size, crop, max_seconds, init, log_every, train_seed
 
 
 rule train_real:
