@@ -154,15 +154,14 @@ class SegmentationInference:
         from spinecensus import labeling, split
 
         res = split.split_instances(semantic, sp)
-        count = labeling.count_labels(res, field_of_view=self.field_of_view)
-        lab = count
+        logp = None
         if self.labeler is not None and int(np.max(res.instances, initial=0)) > 0:
             # a thesis 45/47-class labeler's columns -> the union's 49 (identity for ours)
             logp = labeling.to_union_columns(
                 self.labeler.instance_log_probs(canon, sp, res.instances),
                 self.labeler.spec.classes[1:],
             )
-            lab = labeling.label_with_model(res, logp, count, self.field_of_view)
+        lab = labeling.label_split(res, logp, self.field_of_view)
         try:
             id_to_label = {int(k): str(v) for k, v in lab.id_to_name.items()}
         except AttributeError as exc:  # pragma: no cover - contract violation

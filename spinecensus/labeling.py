@@ -511,10 +511,10 @@ def label_with_model(
     vertebrae assumed) and the disagreement is flagged.  Where no sacrum was recognised
     the model names alone.  The status of a lumbar scan is always "undetermined": a
     transitional vertebra is counted from C2, not read (the model may still name an L6,
-    which then stays a name, not a status).  Why: on the
-    real lumbar scans (docs/real_mri.md, seventh run) the sacrum rule never named a level
-    wrongly where it fired, while a labeler fine-tuned on real scans named the scans
-    whose sacrum the segmentation cut or split.
+    which then stays a name, not a status).  Why: on the real lumbar scans
+    (docs/real_mri.md, seventh run) the sacrum rule never named a level wrongly where it
+    fired, while a labeler fine-tuned on real scans named the scans whose sacrum the
+    segmentation cut or split.
     """
     check_field_of_view(field_of_view)
     # every schema variant, on a lumbar field of view too: restricted to the normal one,
@@ -593,3 +593,16 @@ def label_with_model(
         confidence=conf,
         sacrum_id=next((i for i, nm in chosen.items() if nm == labels.SACRUM), None),
     )
+
+
+def label_split(
+    split: SplitResult, log_probs: np.ndarray | None = None, field_of_view: str = "whole_spine"
+) -> Labeling:
+    """Names for a split as the pipeline gives them: the count (:func:`count_labels`: from
+    C2, or upward from the sacrum on a lumbar field of view), then, where the labeler's
+    per-instance ``log_probs`` are given, :func:`label_with_model` checked against that
+    count.  One place for the cohort workflow, the Python API and the real-MRI evaluation."""
+    count = count_labels(split, field_of_view=field_of_view)
+    if log_probs is None or not split.n_instances:
+        return count
+    return label_with_model(split, log_probs, count, field_of_view)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from spinecensus import io as sio
-from spinecensus.labeling import Labeling, count_labels, label_with_model, vote_log_probs
+from spinecensus.labeling import Labeling, label_split, vote_log_probs
 from spinecensus.split import SplitResult, split_instances
 from spinecensus.volumes import structure_table
 
@@ -60,7 +60,6 @@ def analyse_semantic(
         split = split_instances(sem, scan.spacing_mm)
     except sio.InputError as exc:
         raise sio.InputError(scan.path, exc.problem) from None
-    lab = count_labels(split, field_of_view=field_of_view)
     if labeler_votes is not None and log_probs is None and split.n_instances:
         votes = np.asarray(labeler_votes)
         if votes.shape != sem.shape:
@@ -68,8 +67,7 @@ def analyse_semantic(
                 scan.path, f"labeler map shape {votes.shape} != mask shape {sem.shape}"
             )
         log_probs = vote_log_probs(split.instances, votes, split.n_instances)
-    if log_probs is not None and split.n_instances:
-        lab = label_with_model(split, log_probs, lab, field_of_view)
+    lab = label_split(split, log_probs, field_of_view)
     rows = structure_table(
         split.instances, lab.id_to_name, scan, confidence=lab.confidence or None, kinds=split.kinds
     )

@@ -206,9 +206,9 @@ def labeler_namer(
 ) -> Callable[[SplitResult], dict[int, str] | None]:
     """Names for a split of ``semantic`` as the cohort workflow gives them on a lumbar
     field of view with a labeler: the labeler's per-voxel vote inside the segmentation's
-    foreground, a majority per instance, the most likely consistent sequence
-    (``labeling.label_with_model`` with ``field_of_view="lumbar"``: where the sacrum
-    rule recognises the sacrum, that instance is S1).  ``sacrum_anchor=False``: the
+    foreground, a majority per instance, then ``labeling.label_split`` with
+    ``field_of_view="lumbar"`` (where the sacrum rule recognises the sacrum, that
+    instance is S1).  ``sacrum_anchor=False``: the
     labeler's names alone (no count), to show what the anchor adds."""
     votes = labeler.predict_structure_classes(image, spacing_mm, np.asarray(semantic) > 0)
 
@@ -216,10 +216,12 @@ def labeler_namer(
         if not split.n_instances:
             return None
         logp = labeling.vote_log_probs(split.instances, votes, split.n_instances)
-        if not sacrum_anchor:
-            return labeling.label_with_model(split, logp).id_to_name or None
-        count = labeling.count_labels(split, field_of_view="lumbar")
-        return labeling.label_with_model(split, logp, count, "lumbar").id_to_name or None
+        lab = (
+            labeling.label_split(split, logp, "lumbar")
+            if sacrum_anchor
+            else labeling.label_with_model(split, logp)
+        )
+        return lab.id_to_name or None
 
     return name
 

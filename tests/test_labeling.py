@@ -12,6 +12,7 @@ from spinecensus.labeling import (
     SMALL_FOV_SACRUM_MIN_RATIO,
     consistent_sequence,
     count_labels,
+    label_split,
     label_with_model,
     last_is_sacrum,
     names_up_from_sacrum,
@@ -461,3 +462,17 @@ def test_lumbar_fov_without_a_recognised_sacrum_the_model_names():
     assert lab.id_to_name == {i + 1: n for i, n in enumerate(names)}
     with pytest.raises(ValueError, match="field_of_view"):
         label_with_model(split, truth_log_probs(names), count, "thoracic")
+
+
+def test_label_split_is_the_count_then_the_model_checked_against_it():
+    """Synthetic lumbar window, the model shifted by one level: without log-probabilities
+    the count names; with them, label_with_model against that count (the sacrum decides)."""
+    split, names = _lumbar_window("normal", "T12")
+    count = count_labels(split, field_of_view="lumbar")
+    assert label_split(split, None, "lumbar") == count
+    full = labels.structures("normal")
+    shifted = list(full[full.index("T11") : full.index("T11") + len(names)])
+    lab = label_split(split, truth_log_probs(shifted), "lumbar")
+    assert lab == label_with_model(split, truth_log_probs(shifted), count, "lumbar")
+    assert lab.decided_by == "count"
+
