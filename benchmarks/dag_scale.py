@@ -4,7 +4,7 @@
    time ``snakemake -n`` (parse + sheet validation + DAG of all jobs).  Target < 60 s.
 2. Aggregation: N synthetic per-subject outputs (``summary.json`` + ``structures.parquet``
    with a whole spine's 47 rows each) aggregated into the four cohort tables by
-   ``python -m spinecensus.cohort aggregate`` (the rule's command) in a subprocess; wall time
+   ``python -m spinecensus.census.cohort aggregate`` (the rule's command) in a subprocess; wall time
    and the subprocess's peak RSS.  Targets < 30 s and < 2 GB.
 
 Usage: ``python benchmarks/dag_scale.py [--n 10833] [--workdir DIR] [--skip-dry-run]``.
@@ -27,7 +27,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from spinecensus import labels, tables  # noqa: E402
+from spinecensus.anatomy import labels  # noqa: E402
+from spinecensus.census import tables  # noqa: E402
 
 
 def make_sheet(root: Path, n: int) -> Path:
@@ -104,7 +105,7 @@ def make_subject_outputs(root: Path, n: int) -> tuple[Path, Path]:
 
 
 def aggregate(root: Path, sub_dir: Path, sheet: Path) -> tuple[float, float]:
-    cmd = [sys.executable, "-m", "spinecensus.cohort", "aggregate", "--subjects-dir",
+    cmd = [sys.executable, "-m", "spinecensus.census.cohort", "aggregate", "--subjects-dir",
            str(sub_dir), "--sheet", str(sheet), "--out", str(root / "tables"),
            "--config", json.dumps({"samples": str(sheet)})]  # fmt: skip
     t = time.perf_counter()

@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from spinecensus import model as M  # noqa: E402
+from spinecensus.segment import model as M  # noqa: E402
 
 
 def matmul_peak_gflops(device: str, n: int = 2048, repeat: int = 5) -> float:

@@ -31,10 +31,11 @@ import time
 import numpy as np
 import torch
 
-from spinecensus import synthetic, training
-from spinecensus.labeling import count_labels
-from spinecensus.model import load_model, read_spec, save_weights
-from spinecensus.split import split_instances
+from spinecensus.naming.labeling import count_labels
+from spinecensus.segment.model import load_model, read_spec, save_weights
+from spinecensus.split.instances import split_instances
+from spinecensus.synthetic import generator as synthetic
+from spinecensus.train import training
 
 ANOMALIES = ("normal", "lumbarization", "sacralization")
 EVAL_SEEDS = range(900000, 900020)

@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:
     # lazy: `import spinecensus` must stay torch-free; the API class pulls in torch
     if name == "SegmentationInference":
-        from spinecensus.inference import SegmentationInference
+        from spinecensus.segment.api import SegmentationInference
 
         return SegmentationInference
     raise AttributeError(f"module 'spinecensus' has no attribute {name!r}")

@@ -16,13 +16,13 @@ from spinecensus.io import InputError
 
 #: modules that contribute sub-commands, in the order shown by ``--help``
 CLI_MODULES = (
-    "spinecensus.synthetic",
-    "spinecensus.pipeline",
-    "spinecensus.model",
-    "spinecensus.training",
-    "spinecensus.tables",
-    "spinecensus.realdata",
-    "spinecensus.checks",
+    "spinecensus.synthetic.generator",
+    "spinecensus.census.pipeline",
+    "spinecensus.segment.model",
+    "spinecensus.train.training",
+    "spinecensus.census.tables",
+    "spinecensus.train.realdata",
+    "spinecensus.io.checks",
 )
 
 

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from spinecensus.synthetic import ANOMALIES, SyntheticConfig, SyntheticSubject, generate_subject
+from spinecensus.synthetic.generator import (
+    ANOMALIES,
+    SyntheticConfig,
+    SyntheticSubject,
+    generate_subject,
+)
 
 #: seeds of the shared synthetic subjects (per anomaly)
 TINY_SEEDS = (11, 12)

@@ -2,7 +2,7 @@
 
 The corpus is generated at test time by ``tests/data/bad/make_corpus.py`` from small
 synthetic volumes; nothing is a committed binary.  Per-file kinds must raise
-:class:`spinecensus.io.InputError` from :func:`spinecensus.checks.load_checked` (the
+:class:`spinecensus.io.InputError` from :func:`spinecensus.io.checks.load_checked` (the
 entry point the workflow uses before the model) with a message ``"<file>: <problem>"``;
 the pure-noise image passes the input checks on purpose and ends as the analysis's
 "unsplittable" verdict; sheet kinds stop the run in the sample-sheet reader, naming the row.
@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from corpus_loader import load_corpus_module
 
-from spinecensus import checks, io
+from spinecensus import io
+from spinecensus.io import checks
 
 make_corpus = load_corpus_module()
 
@@ -86,13 +87,13 @@ def test_pure_noise_passes_checks_and_is_unsplittable(corpus: dict[str, Path]) -
     "unsplittable" from the analysis, not an exception (synthetic)."""
     scan = checks.load_checked(corpus["pure_noise"])
     assert checks.scan_problems(scan) == []
-    split = pytest.importorskip("spinecensus.split")
+    split = pytest.importorskip("spinecensus.split.instances")
     empty = np.zeros(scan.data.shape, np.uint8)
     result = split.split_instances(empty, scan.spacing_mm)
     assert result.valid is False
     assert result.invalid_reason is not None and result.invalid_reason.startswith("unsplittable")
     assert int(result.instances.max(initial=0)) == 0
-    pipeline = pytest.importorskip("spinecensus.pipeline")
+    pipeline = pytest.importorskip("spinecensus.census.pipeline")
     analysis = pipeline.analyse_semantic(empty, scan)
     assert analysis.summary["split_valid"] is False
     assert analysis.summary["invalid_reason"].startswith("unsplittable")
@@ -172,7 +173,7 @@ def sheets(tmp_path_factory: pytest.TempPathFactory, corpus: dict[str, Path]) ->
 def test_sheet_kind_stops_with_row(sheets: dict[str, Path], kind: str) -> None:
     """Sheet-level errors raise before any job, naming the sheet, the row and the ID
     (synthetic)."""
-    cohort = pytest.importorskip("spinecensus.cohort")
+    cohort = pytest.importorskip("spinecensus.census.cohort")
     with pytest.raises(cohort.SampleSheetError) as err:
         cohort.read_sheet(sheets[kind])
     msg = str(err.value)
@@ -188,7 +189,7 @@ def test_sheet_kind_stops_with_row(sheets: dict[str, Path], kind: str) -> None:
 def test_missing_image_is_per_subject(tmp_path: Path, corpus: dict[str, Path]) -> None:
     """A sheet row whose image does not exist is not a sheet error: the sheet loads and
     the subject's segmentation records "file does not exist" (synthetic)."""
-    cohort = pytest.importorskip("spinecensus.cohort")
+    cohort = pytest.importorskip("spinecensus.census.cohort")
     good = corpus["truncated_nii_gz"].with_name("good.nii.gz")
     sheet = make_corpus.write_sheet(
         tmp_path / "s.tsv", [("S001", str(good)), ("S002", "nowhere/missing.nii.gz")]

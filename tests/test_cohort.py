@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from spine_phantom import make_phantom
 
-from spinecensus import cohort, labels
+from spinecensus.anatomy import labels
+from spinecensus.census import cohort
 
 
 # stored axes = canonical (R, I, P): x = +axis0, z = -axis1, y = -axis2
@@ -131,7 +132,7 @@ def test_label_ids_cover_every_variant():
 
 def test_parallel_synthesis_equals_write_cohort(tmp_path):
     """Synthetic: the process-pool generator writes the same cohort as write_cohort."""
-    from spinecensus import synthetic
+    from spinecensus.synthetic import generator as synthetic
 
     a = cohort.synthesize(tmp_path / "a", 3, 5, 0.4, 0.3, preset="tiny", workers=2)
     b = synthetic.write_cohort(tmp_path / "b", 3, 5, 0.4, 0.3, synthetic.SyntheticConfig.tiny())
@@ -149,7 +150,7 @@ def test_labeler_votes_cross_checked_by_the_count(tmp_path):
     sacrum in view) the count overrules a disagreeing model, with the disagreement flagged
     and ``decided_by`` recorded."""
     torch = pytest.importorskip("torch")
-    from spinecensus import model as M
+    from spinecensus.segment import model as M
 
     torch.manual_seed(0)
     spec = M.ModelSpec(

@@ -1,6 +1,6 @@
 """DICOM series reading (synthetic series written with pydicom from synthetic volumes).
 
-Every series here is synthetic: either written by ``spinecensus.dicom.write_series`` from
+Every series here is synthetic: either written by ``spinecensus.io.dicom.write_series`` from
 a synthetic volume with a known NIfTI affine (round trip against the NIfTI path of
 ``spinecensus.io``) or built slice by slice with pydicom in this file with hand-set LPS
 geometry (an independent check of the orientation conventions).
@@ -18,16 +18,17 @@ from corpus_loader import load_corpus_module
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from spinecensus import dicom, io
+from spinecensus import io
+from spinecensus.io import dicom
 
 make_corpus = load_corpus_module()
 
 
 def _synthetic_volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A synthetic spine image (``spinecensus.synthetic``, tiny preset) as int16 in its
+    """A synthetic spine image (``spinecensus.synthetic.generator``, tiny preset) as int16 in its
     non-canonical storage order, with its affine turned 6 degrees about left-right so
     that the DICOM geometry is oblique."""
-    synthetic = pytest.importorskip("spinecensus.synthetic")
+    synthetic = pytest.importorskip("spinecensus.synthetic.generator")
     subj = synthetic.generate_subject(seed, "normal", synthetic.SyntheticConfig.tiny())
     img = subj.to_nifti()[0]
     data = np.asarray(img.dataobj)

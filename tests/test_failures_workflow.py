@@ -1,6 +1,6 @@
 """Workflow-level failure handling over the bad-input corpus (end to end, synthetic data).
 
-A cohort mixes good subjects (tiny synthetic spines from ``spinecensus.synthetic``, one of
+A cohort mixes good subjects (tiny synthetic spines from ``spinecensus.synthetic.generator``, one of
 them as a DICOM series with planted patient information) with one subject per per-subject
 bad-input kind of ``tests/data/bad/make_corpus.py``.  The workflow runs with
 ``segmentation.method: ground_truth`` (masks from the generator) and must:
@@ -91,7 +91,7 @@ def write_sheet(path: Path, rows: list[dict]) -> Path:
 
 def good_synthetic_rows(data: Path, n: int = 3, seed: int = 7) -> list[dict]:
     """Tiny synthetic subjects in the ``spinecensus synth`` layout; absolute paths."""
-    synthetic = pytest.importorskip("spinecensus.synthetic")
+    synthetic = pytest.importorskip("spinecensus.synthetic.generator")
     sheet = synthetic.write_cohort(
         data / "synth",
         n=n,
@@ -212,7 +212,7 @@ def test_mixed_cohort_failures_recorded_and_good_subjects_unchanged(mixed_cohort
     assert subj_all.set_index("subject").loc[good, "processed"].all()
     assert not subj_all.set_index("subject").loc[sorted(expected), "processed"].any()
     # values must match (stable() unifies null representations; Parquet types are fixed by
-    # spinecensus.tables, so dtypes are not what this test is about)
+    # spinecensus.census.tables, so dtypes are not what this test is about)
     pd.testing.assert_frame_equal(
         stable(subj_all[subj_all["subject"].isin(good)]), stable(subj_clean), check_dtype=False
     )

@@ -16,8 +16,8 @@ nib = pytest.importorskip("nibabel")
 from spine_phantom import make_phantom  # noqa: E402
 
 import spinecensus  # noqa: E402
-from spinecensus import inference as I  # noqa: E402
-from spinecensus import model as M  # noqa: E402
+from spinecensus.segment import api as I  # noqa: E402
+from spinecensus.segment import model as M  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -101,7 +101,7 @@ def test_thesis_layout_labeler_is_read_through_the_union_columns(tiny_weights):
     """A stand-in thesis 47-class labeler (its own column order, no L6; synthetic phantom):
     its per-instance log-probabilities reach the sequence search as the union's columns,
     and its names are the phantom's."""
-    from spinecensus import labels
+    from spinecensus.anatomy import labels
 
     own = ("background", *labels.structures("normal"))
     ph = make_phantom(spacing_mm=(4.0, 2.0, 2.0))

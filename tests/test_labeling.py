@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from spine_phantom import make_phantom
 
-from spinecensus import labels
-from spinecensus.labeling import (
+from spinecensus.anatomy import labels
+from spinecensus.naming.labeling import (
     COLUMN_ALIASES,
     SMALL_FOV_SACRUM_MIN_RATIO,
     consistent_sequence,
@@ -20,7 +20,7 @@ from spinecensus.labeling import (
     to_union_columns,
     vote_log_probs,
 )
-from spinecensus.split import SplitResult, split_instances
+from spinecensus.split.instances import SplitResult, split_instances
 
 NAMES = labels.all_names()
 
@@ -282,8 +282,8 @@ def test_missed_disc_is_flagged_and_withholds_the_status() -> None:
     """Synthetic: erasing one thoracic disc from a ground-truth mask (what a segmentation
     that misses a thin disc produces) merges two vertebrae; the split stays valid, but the
     count labeling must not report the shifted count as a transitional status."""
-    from spinecensus import synthetic
-    from spinecensus.split import split_instances
+    from spinecensus.split.instances import split_instances
+    from spinecensus.synthetic import generator as synthetic
 
     subj = synthetic.generate_subject(3, "normal", synthetic.SyntheticConfig.tiny())
     r = split_instances(subj.semantic, subj.spacing_mm)
@@ -354,7 +354,7 @@ def test_vote_log_probs_majority_and_smoothing() -> None:
 def test_missed_disc_withholds_the_status_under_the_model_too() -> None:
     """Synthetic: a merged vertebra (one disc erased) keeps the status undetermined even when
     a perfect model names the sequence; the count's flag is carried into the result."""
-    from spinecensus import synthetic
+    from spinecensus.synthetic import generator as synthetic
 
     subj = synthetic.generate_subject(3, "normal", synthetic.SyntheticConfig.tiny())
     name_to_id = {v: k for k, v in subj.id_to_name.items()}
@@ -475,4 +475,3 @@ def test_label_split_is_the_count_then_the_model_checked_against_it():
     lab = label_split(split, truth_log_probs(shifted), "lumbar")
     assert lab == label_with_model(split, truth_log_probs(shifted), count, "lumbar")
     assert lab.decided_by == "count"
-

@@ -1,4 +1,4 @@
-"""spinecensus.model: preprocessing geometry, weights + sidecar I/O, ONNX export/loading.
+"""spinecensus.segment.model: preprocessing geometry, weights + sidecar I/O, ONNX export/loading.
 
 Tiny random-weight networks and hand-made arrays; no synthetic cohort needed.
 """
@@ -12,8 +12,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from spinecensus import model as M  # noqa: E402
 from spinecensus.io import InputError  # noqa: E402
+from spinecensus.segment import model as M  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -242,7 +242,7 @@ def test_import_spinecensus_is_torch_free():
 def fresh_subjects():
     """Freshly generated synthetic subjects; seeds 7_000_000+ are never used in training
     (training uses seed*1e6 + {0, 1e5, 9e5} + i with seed 0)."""
-    synthetic = pytest.importorskip("spinecensus.synthetic")
+    synthetic = pytest.importorskip("spinecensus.synthetic.generator")
     anomalies = ("normal", "lumbarization", "sacralization")
     return [synthetic.generate_subject(7_000_000 + i, anomaly=a) for i, a in enumerate(anomalies)]
 
@@ -275,7 +275,9 @@ def test_shipped_segmentation_dice_and_whole_spine_labeling(fresh_subjects):
     """Synthetic: shipped weights reach Dice >= 0.90 (vertebra and disc) and whole-spine
     labeling accuracy >= 95 % (segment -> split -> count_labels, names vs ground truth) on
     fresh subjects of all three variants."""
-    from spinecensus import labeling, split, training
+    from spinecensus.naming import labeling
+    from spinecensus.split import instances as split
+    from spinecensus.train import training
 
     model = _shipped()
     dices, accs = [], []
@@ -299,7 +301,10 @@ def test_shipped_labeler_small_fov(fresh_subjects):
     count decides and a disagreeing labeler is flagged."""
     if not M.DEFAULT_LABELING_WEIGHTS.exists():
         pytest.skip("no shipped labeler weights")
-    from spinecensus import labeling, split, synthetic, training
+    from spinecensus.naming import labeling
+    from spinecensus.split import instances as split
+    from spinecensus.synthetic import generator as synthetic
+    from spinecensus.train import training
 
     model = M.load_model(M.DEFAULT_LABELING_WEIGHTS, threads=1)
     rng = np.random.default_rng(0)
@@ -324,10 +329,11 @@ def test_shipped_labeler_small_fov(fresh_subjects):
     assert sum(correct) >= len(correct) - 2, correct
     assert sum(agree) >= 2, agree  # normal and lumbarization spines agree
 
+
 def test_predict_structure_classes_union_votes_inside_foreground():
     """Random tiny labelers: votes are union classes (1..49), never background, only inside
     the foreground; a thesis-schema (47-name) model's channels are mapped onto union names."""
-    from spinecensus import labels
+    from spinecensus.anatomy import labels
 
     torch.manual_seed(1)
     vol = np.random.default_rng(4).random((3, 40, 20)).astype(np.float32)

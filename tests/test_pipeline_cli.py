@@ -1,4 +1,4 @@
-"""`spinecensus split` and spinecensus.pipeline on synthetic phantom masks written as NIfTI."""
+"""`spinecensus split` and spinecensus.census.pipeline: synthetic phantom masks."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pytest
 from spine_phantom import make_phantom
 
 from spinecensus import io as sio
-from spinecensus import labels
+from spinecensus.anatomy import labels
+from spinecensus.census.pipeline import analyse_semantic, process_semantic, write_subject_outputs
 from spinecensus.cli import main
-from spinecensus.pipeline import analyse_semantic, process_semantic, write_subject_outputs
-from spinecensus.split import UNSPLITTABLE_NO_DISCS
+from spinecensus.split.instances import UNSPLITTABLE_NO_DISCS
 
 # stored axis orders to write the canonical (R, I, P) phantom in: (permutation, flips)
 ORIENTATIONS = {

@@ -11,7 +11,7 @@ and stdout/stderr line, and every error message of broken series is searched for
 tokens.  The end-to-end Snakemake run over a cohort with a planted-PHI DICOM subject
 (``tests/test_failures_workflow.py``) greps the whole results tree and the logs too.
 
-Decided (see ``spinecensus.dicom``): ``SeriesDescription``/``SeriesNumber`` are
+Decided (see ``spinecensus.io.dicom``): ``SeriesDescription``/``SeriesNumber`` are
 acquisition parameters (the protocol name a user needs to pick a series) and may appear
 in errors; ``StudyDescription`` is free text typed at registration and is treated as
 patient information.  The ``SeriesInstanceUID`` appears only as an 8-character hash.
@@ -30,7 +30,8 @@ import numpy as np
 import pytest
 from corpus_loader import load_corpus_module
 
-from spinecensus import checks, dicom, io
+from spinecensus import io
+from spinecensus.io import checks, dicom
 
 make_corpus = load_corpus_module()
 
@@ -124,7 +125,7 @@ def grep_tree(root: Path) -> dict[str, list[str]]:
 
 def write_phi_series(folder: Path, seed: int = 0, **kw) -> tuple[Path, Path]:
     """A synthetic subject as a planted-PHI DICOM series + its semantic mask NIfTI."""
-    synthetic = pytest.importorskip("spinecensus.synthetic")
+    synthetic = pytest.importorskip("spinecensus.synthetic.generator")
     subj = synthetic.generate_subject(seed, "normal", synthetic.SyntheticConfig.tiny())
     img, sem, _inst = subj.to_nifti()
     lr = int(np.argmax(np.abs(img.affine[0, :3])))
@@ -242,7 +243,7 @@ def test_per_subject_workflow_functions_carry_no_phi(
     """The workflow's per-subject functions (segment with ground truth, analyse, aggregate)
     on a planted-PHI DICOM subject plus a broken one: no token in any output file, table,
     table metadata or console line (synthetic)."""
-    cohort = pytest.importorskip("spinecensus.cohort")
+    cohort = pytest.importorskip("spinecensus.census.cohort")
     folder, sem = write_phi_series(tmp_path / "in" / "P001")
     broken, sem2 = write_phi_series(tmp_path / "in" / "P002")
     victim = sorted(broken.iterdir())[3]

@@ -1,6 +1,6 @@
 """Hypothesis property tests of instance splitting and count labeling (synthetic spines).
 
-Inputs are synthetic whole spines from ``spinecensus.synthetic`` with random seed,
+Inputs are synthetic whole spines from ``spinecensus.synthetic.generator`` with random seed,
 anomaly, curvature, rotation, spacing and field of view (``crop_fov``), then a random
 permutation and flips of the array axes (spacing and the cranial direction follow).
 
@@ -36,10 +36,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-synthetic = pytest.importorskip("spinecensus.synthetic")
-from spinecensus import labels  # noqa: E402
-from spinecensus.labeling import count_labels  # noqa: E402
-from spinecensus.split import CANONICAL_CRANIAL, split_instances  # noqa: E402
+synthetic = pytest.importorskip("spinecensus.synthetic.generator")
+from spinecensus.anatomy import labels  # noqa: E402
+from spinecensus.naming.labeling import count_labels  # noqa: E402
+from spinecensus.split.instances import CANONICAL_CRANIAL, split_instances  # noqa: E402
 
 SETTINGS = settings(
     max_examples=40,

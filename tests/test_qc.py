@@ -7,7 +7,7 @@ import pandas as pd
 from PIL import Image
 from spine_phantom import make_phantom
 
-from spinecensus import qc
+from spinecensus.census import qc
 
 
 def test_subject_png_mid_sagittal_overlay(tmp_path):

@@ -16,8 +16,8 @@ import cc3d
 import numpy as np
 import pytest
 
-from spinecensus import realdata as rd
-from spinecensus import realeval as rev
+from spinecensus.train import realdata as rd
+from spinecensus.train import realeval as rev
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
 needs_real = pytest.mark.skipif(
@@ -102,7 +102,7 @@ def test_fold_zero_is_the_split_of_the_shipped_real_weights(
 ) -> None:
     import json
 
-    from spinecensus.model import DEFAULT_SEGMENTATION_WEIGHTS
+    from spinecensus.segment.model import DEFAULT_SEGMENTATION_WEIGHTS
 
     side = json.loads(DEFAULT_SEGMENTATION_WEIGHTS.with_name("segmentation_real.json").read_text())
     train, val = rd.split_subjects(manifest, 0.34, seed=0, fold=0)
@@ -246,7 +246,7 @@ def test_partial_loss_does_not_punish_unlabelled_class() -> None:
     """Synthetic tensors: on a body-only voxel ("not body") predicting disc costs the same
     as predicting background; an unknown voxel costs nothing; a labelled voxel does."""
     torch = pytest.importorskip("torch")
-    from spinecensus.realtrain import partial_label_loss
+    from spinecensus.train.realtrain import partial_label_loss
 
     big = 8.0
     as_bg = torch.tensor([big, 0.0, 0.0]).view(1, 3, 1, 1)
@@ -335,8 +335,8 @@ def test_partial_training_loop_runs_and_updates_weights() -> None:
     """Synthetic arrays: two steps of the partial-label training loop on a tiny U-Net change
     the weights and give finite losses (mixed real-style and fully labelled volumes)."""
     torch = pytest.importorskip("torch")
-    from spinecensus.model import ModelSpec, build_network
-    from spinecensus.realtrain import BatchConfig, TrainConfig, TrainVolume, train_partial
+    from spinecensus.segment.model import ModelSpec, build_network
+    from spinecensus.train.realtrain import BatchConfig, TrainConfig, TrainVolume, train_partial
 
     torch.set_num_threads(1)
     spec = ModelSpec(
@@ -363,8 +363,8 @@ def test_partial_training_loop_runs_and_updates_weights() -> None:
 def test_dataset_weights_steer_which_real_volumes_are_drawn() -> None:
     """Synthetic arrays: with the VB2 dataset weighted 0 only the IVD volume's codes reach the
     batches; without weights both datasets are drawn."""
-    from spinecensus.model import ModelSpec
-    from spinecensus.realtrain import BatchConfig, TrainVolume, make_batch
+    from spinecensus.segment.model import ModelSpec
+    from spinecensus.train.realtrain import BatchConfig, TrainVolume, make_batch
 
     spec = ModelSpec(target_spacing_mm=None, input_size=(32, 32))
     img = np.ones((3, 32, 32), dtype=np.float32)
@@ -394,8 +394,8 @@ def test_finer_network_grid_keeps_the_field_of_view_in_mm(tmp_path: Path) -> Non
     grid: the input size scales so that it covers the same millimetres (rounded up to the
     network stride), and without the key the spec is the weights' own (JSON sidecar only)."""
     from spinecensus.io import write_json
-    from spinecensus.model import ModelSpec
-    from spinecensus.realtrain import RealRunConfig, base_spec
+    from spinecensus.segment.model import ModelSpec
+    from spinecensus.train.realtrain import RealRunConfig, base_spec
 
     weights = tmp_path / "w.pt"
     spec = ModelSpec(target_spacing_mm=(2.0, 2.0), input_size=(512, 160))
@@ -418,8 +418,8 @@ def test_cross_validation_judges_every_subject_once_by_its_fold_model(
     and records which scans it was shown), so only the fold bookkeeping is under test."""
     import pandas as pd
 
-    from spinecensus import model as model_mod
-    from spinecensus import realtrain
+    from spinecensus.segment import model as model_mod
+    from spinecensus.train import realtrain
 
     shown: dict[str, list[tuple[int, ...]]] = {}
 
@@ -464,8 +464,8 @@ def test_fine_tune_sidecar_states_its_data_and_the_start_s_own_record(tmp_path: 
     sidecar names the fold's training and validation subjects, the start's sha256 and the
     start's own training record, and the network grid it was trained on."""
     pytest.importorskip("torch")
-    from spinecensus.model import DEFAULT_SEGMENTATION_WEIGHTS, read_spec, sha256_file
-    from spinecensus.realtrain import train_real_variant
+    from spinecensus.segment.model import DEFAULT_SEGMENTATION_WEIGHTS, read_spec, sha256_file
+    from spinecensus.train.realtrain import train_real_variant
 
     cfg = {
         "root": str(REAL), "fold": 1, "steps": 2, "n_synthetic": 1, "threads": 1,
@@ -486,7 +486,9 @@ def test_fine_tune_sidecar_states_its_data_and_the_start_s_own_record(tmp_path: 
     assert spec.target_spacing_mm == (1.5, 1.5)
     # the default recipe's loss codes are recorded (docs/real_mri.md, sixth run)
     assert (rec["disc_fill_margin_mm"], rec["end_face_mm"], rec["end_body_mm"]) == (
-        rd.DISC_FILL_MARGIN_MM, rd.END_FACE_MM, rd.END_BODY_MM
+        rd.DISC_FILL_MARGIN_MM,
+        rd.END_FACE_MM,
+        rd.END_BODY_MM,
     )
 
 

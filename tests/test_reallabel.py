@@ -1,5 +1,5 @@
-"""The labeler fine-tuned on real scans' named levels (``spinecensus.reallabel``) and the
-ignore-index training it needs (``spinecensus.training``).
+"""The labeler fine-tuned on real scans' named levels (``spinecensus.train.reallabel``) and the
+ignore-index training it needs (``spinecensus.train.training``).
 
 The target, bank and loss tests use tiny synthetic arrays and tensors (stated in each
 docstring).  Tests marked ``real`` read ``../shared/data/real`` (never copied into the
@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from spinecensus import labels, reallabel, training
-from spinecensus import realdata as rd
-from spinecensus import realeval as rev
+from spinecensus.anatomy import labels
+from spinecensus.train import realdata as rd
+from spinecensus.train import realeval as rev
+from spinecensus.train import reallabel, training
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
 needs_real = pytest.mark.skipif(
@@ -155,7 +156,12 @@ def test_fine_tune_names_its_data_and_keeps_the_validation_scans_out(tmp_path: P
     """A 3-step fine-tune on fold 1's named real scans (no synthetic windows): the
     sidecar lists exactly the training side's named scans, none of VB1 (levels unknown),
     none of the validation side, and the start weights' digest."""
-    from spinecensus.model import DEFAULT_LABELING_WEIGHTS, load_model, read_spec, sha256_file
+    from spinecensus.segment.model import (
+        DEFAULT_LABELING_WEIGHTS,
+        load_model,
+        read_spec,
+        sha256_file,
+    )
 
     out = reallabel.train_real_labeler(
         {"root": str(REAL), "fold": 1, "steps": 3, "batch_size": 2, "threads": 1},

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from spine_phantom import dice_per_instance, make_phantom
 
-from spinecensus import labels
+from spinecensus.anatomy import labels
 from spinecensus.io import InputError
-from spinecensus.split import UNSPLITTABLE_NO_DISCS, split_instances
+from spinecensus.split.instances import UNSPLITTABLE_NO_DISCS, split_instances
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def test_split_missing_disc_gives_two_piece_vertebra():
 
 def test_validity_flags_disc_touching_non_adjacent_vertebra():
     """Hand-made instance map V D V D V where disc 2 also touches vertebra 5."""
-    from spinecensus.split import _validity
+    from spinecensus.split.instances import _validity
 
     inst = np.zeros((1, 9, 6), dtype=np.uint16)
     inst[0, 0:2, :] = 1
@@ -312,7 +312,7 @@ def _best_match_dice(pred: np.ndarray, truth: np.ndarray) -> dict[int, tuple[int
 def test_split_synthetic_small_fov(synthetic_subjects, v):
     """Synthetic small-FOV crops (V whole vertebrae, cut neighbours kept): valid, every
     whole vertebra recovered (Dice >= 0.95) in cranio-caudal order."""
-    from spinecensus.synthetic import crop_fov
+    from spinecensus.synthetic.generator import crop_fov
 
     rng = np.random.default_rng(v)
     for s in synthetic_subjects:

@@ -12,8 +12,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from spinecensus import cli, io, labels
-from spinecensus import synthetic as syn
+from spinecensus import cli, io
+from spinecensus.anatomy import labels
+from spinecensus.synthetic import generator as syn
 
 TINY = syn.SyntheticConfig.tiny()
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from spinecensus import tables
+from spinecensus.census import tables
 
 
 def test_wilson_known_values():

@@ -1,7 +1,7 @@
-"""spinecensus.training: the training loop, metrics and the data-generation steps.
+"""spinecensus.train.training: the training loop, metrics and the data-generation steps.
 
 Synthetic data only: the hand-made phantom of ``tests/spine_phantom.py`` (with a fake T2-like
-image) for the loop, and ``spinecensus.synthetic`` (``SyntheticConfig.tiny()``) for the
+image) for the loop, and ``spinecensus.synthetic.generator`` (``SyntheticConfig.tiny()``) for the
 pipeline steps, which skip when that module is not available.
 """
 
@@ -17,9 +17,9 @@ torch = pytest.importorskip("torch")
 
 from spine_phantom import make_phantom  # noqa: E402
 
-from spinecensus import labels  # noqa: E402
-from spinecensus import training as T  # noqa: E402
-from spinecensus.model import ModelSpec, load_model, sha256_file  # noqa: E402
+from spinecensus.anatomy import labels  # noqa: E402
+from spinecensus.segment.model import ModelSpec, load_model, sha256_file  # noqa: E402
+from spinecensus.train import training as T  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -124,7 +124,7 @@ def test_pipeline_steps_tiny(tmp_path):
     complete."""
     import pandas as pd
 
-    pytest.importorskip("spinecensus.synthetic")
+    pytest.importorskip("spinecensus.synthetic.generator")
     cfg = {
         "size": "ci", "n_expert": 2, "n_cohort": 2, "crops_per_subject": 2, "n_eval_per_v": 1,
         "seg_steps": 3, "lab_steps": 3, "batch_size": 2, "synthetic_preset": "tiny",
@@ -163,7 +163,7 @@ def test_pipeline_steps_tiny(tmp_path):
 def test_fine_tune_starts_from_init_weights(tmp_path):
     """init_weights: 0 steps of "training" returns the saved network (synthetic phantom);
     class_weights reach the loss; a mismatching architecture is refused."""
-    from spinecensus.model import load_network, save_weights
+    from spinecensus.segment.model import load_network, save_weights
 
     ph = make_phantom(spacing_mm=(4.0, 2.0, 2.0))
     spec = tiny_seg_spec()
@@ -232,7 +232,7 @@ def test_autolabel_drops_spines_with_a_missed_disc(tmp_path, monkeypatch):
 
     monkeypatch.setattr(T, "make_subject", make_subject)
     monkeypatch.setattr(T, "load_model", lambda *a, **k: GroundTruthSegmenter())
-    monkeypatch.setattr("spinecensus.model.sha256_file", lambda p: "0" * 64)
+    monkeypatch.setattr("spinecensus.segment.model.sha256_file", lambda p: "0" * 64)
     out = T.autolabel_cohort(cfg, tmp_path / "seg.pt", tmp_path / "autolabels.npz")
     summary = json.loads((tmp_path / "autolabels.json").read_text())
     rows = {r["seed"]: r for r in summary["subjects"]}

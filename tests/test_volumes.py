@@ -1,4 +1,4 @@
-"""Per-structure volumes (mm³) and scanner-space centroids (spinecensus.volumes)."""
+"""Per-structure volumes (mm³) and scanner-space centroids (spinecensus.measure.volumes)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 from spine_phantom import make_phantom
 
 from spinecensus import io as sio
-from spinecensus import labels
-from spinecensus.labeling import count_labels
-from spinecensus.split import split_instances
-from spinecensus.volumes import structure_table
+from spinecensus.anatomy import labels
+from spinecensus.measure.volumes import structure_table
+from spinecensus.naming.labeling import count_labels
+from spinecensus.split.instances import split_instances
 
 
 def stored_scan(canonical: np.ndarray, spacing, perm, flips, origin=(-30.0, 12.5, 80.0)):

@@ -33,7 +33,7 @@ rule aggregate:
         out=lambda wildcards, output: os.path.dirname(output.subjects),
         config=json.dumps(config, sort_keys=True, default=str),
     shell:
-        "python -m spinecensus.cohort aggregate --subjects-dir {params.subjects_dir:q} "
+        "python -m spinecensus.census.cohort aggregate --subjects-dir {params.subjects_dir:q} "
         "--sheet {input.sheet:q} --config {params.config:q} --out {params.out:q} "
         "> {log:q} 2>&1"
 
@@ -66,5 +66,5 @@ rule cohort_qc:
     params:
         tables=lambda wildcards, input: os.path.dirname(input.prevalence),
     shell:
-        "python -m spinecensus.cohort cohort-qc --tables {params.tables:q} "
+        "python -m spinecensus.census.cohort cohort-qc --tables {params.tables:q} "
         "--prevalence-png {output.prevalence:q} --volumes-png {output.volumes:q} > {log:q} 2>&1"

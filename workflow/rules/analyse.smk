@@ -36,7 +36,7 @@ rule analyse:
         out=lambda wildcards, output: os.path.dirname(output.summary),
         field_of_view=config["labeling"].get("field_of_view", "whole_spine"),
     shell:
-        "python -m spinecensus.cohort analyse --subject {wildcards.subject} "
+        "python -m spinecensus.census.cohort analyse --subject {wildcards.subject} "
         "--seg-dir {input.seg:q} --image={params.image:q} "
         "--field-of-view {params.field_of_view} "
         "--out {params.out:q} > {log:q} 2>&1"

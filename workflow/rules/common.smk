@@ -13,9 +13,9 @@ from snakemake.utils import validate
 REPO = Path(workflow.basedir)
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from spinecensus import cohort  # noqa: E402
+from spinecensus.census import cohort  # noqa: E402
 
-# Jobs run `python -m spinecensus.cohort ...` with the Python of the environment snakemake
+# Jobs run `python -m spinecensus.census.cohort ...` with the Python of the environment snakemake
 # runs in (the active venv) unless a software-deployment method (conda) activates its own
 # environment first; PYTHONPATH lets either find this checkout's package sources.
 cohort.prepare_job_environment(REPO)
@@ -117,7 +117,7 @@ def _autolabel_weights(wildcards):
     given = (config.get("train") or {}).get("segmentation_weights") or ""
     if not given:
         return f"{TRAIN_DIR}/segmentation.pt"
-    from spinecensus.model import weights_file
+    from spinecensus.segment.model import weights_file
 
     return str(weights_file(given, "segmentation"))
 
@@ -135,7 +135,7 @@ REAL_CV_VARIANT = str(_TR.get("cv_variant", "pretrained_mixed"))
 
 
 def _real_folds():
-    from spinecensus.realdata import n_folds
+    from spinecensus.train.realdata import n_folds
 
     return list(range(n_folds(float(_TR.get("val_fraction", 0.34)))))
 
@@ -145,7 +145,7 @@ def _train_real_config(threads):
 
 
 def _shipped_weights():
-    from spinecensus.realtrain import RealRunConfig
+    from spinecensus.train.realtrain import RealRunConfig
 
     return str(RealRunConfig.from_dict(_TR).pretrained_path())
 
@@ -156,7 +156,7 @@ def _real_eval_models(weights):
 
 
 # `snakemake train_real_naming`: a labeler fine-tuned per fold on the real scans' named
-# levels, and the cross-validated naming of every real scan (spinecensus.reallabel)
+# levels, and the cross-validated naming of every real scan (spinecensus.train.reallabel)
 _TRL = _TR.get("labeler", {}) or {}
 
 
@@ -181,6 +181,6 @@ def _naming_segmentation(wildcards):
 
 
 def _shipped_labeler():
-    from spinecensus.model import DEFAULT_LABELING_WEIGHTS
+    from spinecensus.segment.model import DEFAULT_LABELING_WEIGHTS
 
     return str(DEFAULT_LABELING_WEIGHTS)

@@ -42,7 +42,7 @@ rule segment:
         ),
         labeler=(config.get("labeling") or {}).get("weights", ""),
     shell:
-        "python -m spinecensus.cohort segment --out {output:q} --method {params.method} "
+        "python -m spinecensus.census.cohort segment --out {output:q} --method {params.method} "
         "--weights={params.weights:q} --device {params.device} "
         "--batch-size {params.batch_size} --threads {threads} "
         "--model-options {params.model_options:q} --labeler-weights={params.labeler:q} "

@@ -25,7 +25,7 @@ rule synthesize:
         sacralization=config["synthetic"].get("sacralization", 0.036),
         preset=config["synthetic"].get("preset", "default"),
     shell:
-        "python -m spinecensus.cohort synth --out {params.out:q} --n {params.n} "
+        "python -m spinecensus.census.cohort synth --out {params.out:q} --n {params.n} "
         "--seed {params.seed} --lumbarization {params.lumbarization} "
         "--sacralization {params.sacralization} --preset {params.preset} "
         "--workers {threads} > {log:q} 2>&1"

@@ -1,6 +1,6 @@
 # Training pipeline = the thesis's training-data generation (target: `snakemake train`).
-# Each rule calls one function of spinecensus.training; everything lands in results/train/.
-# All data are synthetic (spinecensus.synthetic); all reported numbers are SYNTHETIC.
+# Each rule calls one function of spinecensus.train.training; everything lands in results/train/.
+# All data are synthetic (spinecensus.synthetic.generator); all reported numbers are SYNTHETIC.
 #
 # Config keys (defaults; the Snakefile's config.yaml / schema may carry them):
 #
@@ -43,7 +43,7 @@ rule train_segmentation:
         f"{TRAIN_DIR}/benchmarks/train_segmentation.tsv"
     threads: workflow.cores
     run:
-        from spinecensus import training
+        from spinecensus.train import training
 
         training.setup_logging(log[0])
         training.train_segmentation(_train_config(threads), output.weights)
@@ -61,7 +61,7 @@ rule train_autolabel:
         f"{TRAIN_DIR}/benchmarks/train_autolabel.tsv"
     threads: workflow.cores
     run:
-        from spinecensus import training
+        from spinecensus.train import training
 
         training.setup_logging(log[0])
         training.autolabel_cohort(
@@ -79,7 +79,7 @@ rule train_crops:
     benchmark:
         f"{TRAIN_DIR}/benchmarks/train_crops.tsv"
     run:
-        from spinecensus import training
+        from spinecensus.train import training
 
         training.setup_logging(log[0])
         training.make_crops(_train_config(1), input.labels, output[0])
@@ -93,7 +93,7 @@ rule train_expert_crops:
     benchmark:
         f"{TRAIN_DIR}/benchmarks/train_expert_crops.tsv"
     run:
-        from spinecensus import training
+        from spinecensus.train import training
 
         training.setup_logging(log[0])
         training.make_crops(_train_config(1), None, output[0], expert=True)
@@ -113,7 +113,7 @@ rule train_labeler:
         which="labeler|control",
     threads: workflow.cores
     run:
-        from spinecensus import training
+        from spinecensus.train import training
 
         training.setup_logging(log[0])
         training.train_labeler(
@@ -134,7 +134,7 @@ rule train_evaluate:
         f"{TRAIN_DIR}/benchmarks/train_evaluate.tsv"
     threads: workflow.cores
     run:
-        from spinecensus import training
+        from spinecensus.train import training
 
         training.setup_logging(log[0])
         training.evaluate_labelers(

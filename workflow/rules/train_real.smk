@@ -2,7 +2,7 @@
 # Trains the segmentation U-Net on the public annotated scans in ../shared/data/real (partial
 # labels, see spinecensus/realdata.py) mixed with synthetic subjects, and evaluates every model
 # on the held-out validation subjects (patient-level split). Nothing of the data is copied.
-# Each rule calls one function of spinecensus.realtrain; outputs land in results/train_real/.
+# Each rule calls one function of spinecensus.train.realtrain; outputs land in results/train_real/.
 #
 # Config keys (defaults; all optional):
 #
@@ -25,7 +25,7 @@
 #   #   target_spacing_mm ([SI, AP] network grid in mm; default: the start weights' own, 2 mm),
 #   #   batch: {batch_size, volumes_per_step, crop_si, fg_fraction, dataset_weights},
 #   #   augment: {scale, slice_gain, gamma, bias, noise, rotation_deg, zoom, flip_lr}
-#   labeler:               # `snakemake train_real_naming` (spinecensus.reallabel)
+#   labeler:               # `snakemake train_real_naming` (spinecensus.train.reallabel)
 #     steps: 1000          # fine-tuning steps per fold, from the shipped labeler (init: "")
 #     real_fraction: 0.5   # share of real slices among the sampled ones
 #     crops: ""            # synthetic windows (training.make_crops file); "" = ground-truth
@@ -61,7 +61,8 @@ rule train_real_variant:
         variant="|".join(REAL_VARIANTS),
     threads: workflow.cores
     run:
-        from spinecensus import realtrain, training
+        from spinecensus.train import realtrain
+        from spinecensus.train import training
 
         training.setup_logging(log[0])
         realtrain.train_real_variant(
@@ -85,7 +86,8 @@ rule train_real_evaluate:
         cfg=lambda wildcards, threads: _train_real_config(threads),
         models=lambda wildcards, input: _real_eval_models(input.weights),
     run:
-        from spinecensus import realtrain, training
+        from spinecensus.train import realtrain
+        from spinecensus.train import training
 
         training.setup_logging(log[0])
         realtrain.evaluate_real(
@@ -111,7 +113,8 @@ rule train_real_fold:
         },
         variant=REAL_CV_VARIANT,
     run:
-        from spinecensus import realtrain, training
+        from spinecensus.train import realtrain
+        from spinecensus.train import training
 
         training.setup_logging(log[0])
         realtrain.train_real_variant(params.cfg, params.variant, output.weights)
@@ -133,7 +136,8 @@ rule train_real_cv_evaluate:
         folds=lambda wildcards, input: dict(enumerate(input.weights)),
         baseline=lambda wildcards: {"synthetic_only": _shipped_weights()},
     run:
-        from spinecensus import realtrain, training
+        from spinecensus.train import realtrain
+        from spinecensus.train import training
 
         training.setup_logging(log[0])
         realtrain.evaluate_real_cv(
@@ -159,7 +163,7 @@ rule train_real_labeler_windows:
     params:
         cfg={"size": _TRL.get("crops_size", "demo"), "seed": _TR.get("seed", 0)},
     run:
-        from spinecensus import training
+        from spinecensus.train import training
 
         training.setup_logging(log[0])
         training.make_crops(params.cfg, None, output[0], expert=True)
@@ -184,7 +188,8 @@ rule train_real_labeler_fold:
             "fold": int(wildcards.fold),
         },
     run:
-        from spinecensus import reallabel, training
+        from spinecensus.train import reallabel
+        from spinecensus.train import training
 
         training.setup_logging(log[0])
         reallabel.train_real_labeler(
@@ -212,7 +217,8 @@ rule train_real_naming_evaluate:
         labelers=lambda wildcards, input: dict(enumerate(input.labelers)),
         baseline=lambda wildcards: {"synthetic labeler": _shipped_labeler()},
     run:
-        from spinecensus import reallabel, training
+        from spinecensus.train import reallabel
+        from spinecensus.train import training
 
         training.setup_logging(log[0])
         reallabel.evaluate_naming_cv(

@@ -128,7 +128,7 @@ def _patched_nifti(data: np.ndarray, path: Path, patch) -> Path:
 
 def make_file_corpus(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
     """Write every per-subject bad input under ``out_dir``; returns kind -> path."""
-    from spinecensus import dicom
+    from spinecensus.io import dicom
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

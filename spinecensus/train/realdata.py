@@ -43,7 +43,7 @@ import numpy as np
 from spinecensus.io import InputError, Scan, atomic_path, load_mask, load_scan
 
 #: default location relative to the repository root (never copied into the repository)
-DEFAULT_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"
 
 BODY, DISC = 1, 2
 

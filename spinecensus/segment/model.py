@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from spinecensus import labels
+from spinecensus.anatomy import labels
 from spinecensus.io import InputError, atomic_path, write_json
 
 if TYPE_CHECKING:  # torch is imported lazily so that the light CLI commands stay fast
@@ -62,7 +62,7 @@ Layout = Literal["spinecensus", "thesis"]
 
 SEMANTIC_CLASSES: tuple[str, ...] = ("background", "vertebra", "disc")
 #: the shipped demo weights (see spinecensus/weights/README.md)
-WEIGHTS_DIR = Path(__file__).with_name("weights")
+WEIGHTS_DIR = Path(__file__).parents[1] / "weights"
 DEFAULT_SEGMENTATION_WEIGHTS = WEIGHTS_DIR / "segmentation.pt"
 DEFAULT_LABELING_WEIGHTS = WEIGHTS_DIR / "labeling.pt"
 
@@ -453,7 +453,7 @@ class SegmentationModel:
     ) -> np.ndarray:
         """The labeler's per-voxel vote: arg-max over the structure classes only (background
         channel ignored), uint8, canonical order, as a union class: ``j + 1`` =
-        ``labels.all_names()[j]`` (what :func:`spinecensus.labeling.vote_log_probs` reads).
+        ``labels.all_names()[j]`` (what :func:`spinecensus.naming.labeling.vote_log_probs` reads).
 
         ``foreground`` (same shape, bool): voxels the segmentation calls vertebra or disc;
         elsewhere 0.  Deciding *where* the spine is belongs to the segmentation model, the
@@ -461,7 +461,7 @@ class SegmentationModel:
         """
         # channel -> union class (identity for the union labeler; a thesis 45/47/49-class
         # model's names are mapped, its lumbosacral disc onto the union's "L6-S1" column)
-        from spinecensus.labeling import union_indices
+        from spinecensus.naming.labeling import union_indices
 
         # union column j -> class j + 1; a name outside the schema (-1) -> 0, no vote
         lut = np.concatenate([[0], union_indices(self.spec.classes[1:]) + 1]).astype(np.uint8)

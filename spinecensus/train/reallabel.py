@@ -18,7 +18,7 @@ the background channel).  Synthetic crops with full automatic labels (the shippe
 labeler's own training windows) are mixed in so that cervical and thoracic names and the
 transitional variants are not forgotten.  VB1 scans (levels not stated) are not used.
 
-Grid and axes as in :mod:`spinecensus.model`: canonical ``[slice, SI, AP]``, the labeler's
+Grid and axes as in :mod:`spinecensus.segment.model`: canonical ``[slice, SI, AP]``, the labeler's
 4 mm in-plane grid, three adjacent slices as channels.
 """
 
@@ -35,11 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from spinecensus import labeling
-from spinecensus import realdata as rd
-from spinecensus.split import SplitResult
+from spinecensus.naming import labeling
+from spinecensus.split.instances import SplitResult
+from spinecensus.train import realdata as rd
 
-log = logging.getLogger("spinecensus.reallabel")
+log = logging.getLogger("spinecensus.train.reallabel")
 
 #: target value of voxels the masks say nothing about (no loss)
 IGNORE = 255
@@ -51,7 +51,7 @@ def named_class_map(sample: rd.LoadedSample) -> np.ndarray | None:
 
     None when the scan's levels are not known (VB1: ``unknown_k`` placeholders).
     """
-    from spinecensus.training import union_class_map
+    from spinecensus.train.training import union_class_map
 
     if not sample.meta.levels_known:
         return None
@@ -63,7 +63,7 @@ def named_class_map(sample: rd.LoadedSample) -> np.ndarray | None:
 
 @dataclass
 class RealLabelerConfig:
-    """One fine-tuning run (``spinecensus.reallabel.train_real_labeler``)."""
+    """One fine-tuning run (``spinecensus.train.reallabel.train_real_labeler``)."""
 
     root: str = str(rd.DEFAULT_ROOT)
     val_fraction: float = 0.34
@@ -103,7 +103,7 @@ class RealLabelerConfig:
         return cls(**kw)
 
     def init_path(self) -> Path:
-        from spinecensus.model import DEFAULT_LABELING_WEIGHTS
+        from spinecensus.segment.model import DEFAULT_LABELING_WEIGHTS
 
         return Path(self.init) if self.init else DEFAULT_LABELING_WEIGHTS
 
@@ -122,7 +122,7 @@ def mixed_bank(real: Any, synthetic: Any | None, real_fraction: float) -> Any:
     """One ``training.SliceBank`` holding both banks; real slices are listed repeatedly so
     that about ``real_fraction`` of the uniformly sampled slices are real.  The real
     slices without a named voxel are dropped (they would carry no loss)."""
-    from spinecensus.training import SliceBank
+    from spinecensus.train.training import SliceBank
 
     if synthetic is None or len(synthetic.index) == 0:
         return SliceBank(real.images, real.targets, real.index)
@@ -147,9 +147,9 @@ def train_real_labeler(config: dict[str, Any] | None, out: str | os.PathLike[str
     synthetic windows); writes ``out`` (.pt + sidecar naming exactly that data)."""
     import torch
 
-    from spinecensus import training
-    from spinecensus.model import read_spec, sha256_file
-    from spinecensus.training import crops_provenance
+    from spinecensus.segment.model import read_spec, sha256_file
+    from spinecensus.train import training
+    from spinecensus.train.training import crops_provenance
 
     cfg = RealLabelerConfig.from_dict(config)
     torch.set_num_threads(max(1, int(cfg.threads)))
@@ -252,9 +252,9 @@ def evaluate_naming_cv(
     import pandas as pd
     import torch
 
-    from spinecensus import realeval
-    from spinecensus.model import load_model
-    from spinecensus.realtrain import write_cv_evaluation
+    from spinecensus.segment.model import load_model
+    from spinecensus.train import realeval
+    from spinecensus.train.realtrain import write_cv_evaluation
 
     cfg = RealLabelerConfig.from_dict(config)
     torch.set_num_threads(max(1, int(cfg.threads)))

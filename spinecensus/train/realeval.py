@@ -10,13 +10,13 @@ Per subject (canonical order ``[slice, SI, AP]``, see ``spinecensus.io``):
   value is kept as ``*_dice_raw``.  Our class 1 is the
   vertebral body only, like the VB masks, so no further restriction is needed.
 * **Per-level detection** — an annotated structure is detected when one predicted instance
-  of its class (from ``spinecensus.split``, the pipeline's own instances; connected
+  of its class (from ``spinecensus.split.instances``, the pipeline's own instances; connected
   components when the prediction cannot be split) overlaps it with IoU > 0.5, the
   instances cut to the annotated rows as for the Dice.  IoU > 0.5
   implies that instance is its *own*: two merged structures cannot both reach it.
 * **Split validity** — the thesis's criterion from ``split_instances`` on the prediction.
 * **Level names** — small-FOV lumbar scans do not show C2, so counting from C2 does not
-  apply; :func:`spinecensus.labeling.names_up_from_sacrum` names upward from the sacrum
+  apply; :func:`spinecensus.naming.labeling.names_up_from_sacrum` names upward from the sacrum
   when it is detected.
   Accuracy is scored on the annotated levels of VB2 / VB3 / IVD (VB1's levels are unknown).
   Misses (undetected or misnamed levels) are listed per subject.
@@ -35,14 +35,14 @@ from typing import TYPE_CHECKING, Any
 import cc3d
 import numpy as np
 
-from spinecensus import labeling
-from spinecensus.realdata import BODY, DISC, LoadedSample
-from spinecensus.split import SplitResult, split_instances
+from spinecensus.naming import labeling
+from spinecensus.split.instances import SplitResult, split_instances
+from spinecensus.train.realdata import BODY, DISC, LoadedSample
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from spinecensus.model import SegmentationModel
+    from spinecensus.segment.model import SegmentationModel
 
 #: IoU above which an annotated structure counts as detected by one predicted instance
 DETECT_IOU = 0.5

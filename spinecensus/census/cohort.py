@@ -1,6 +1,6 @@
 """Workflow-facing functions: one per Snakemake rule, plus sample-sheet handling.
 
-Rules call these through ``python -m spinecensus.cohort <command>`` (one process per job):
+Rules call these through ``python -m spinecensus.census.cohort <command>`` (one process per job):
 
 * ``segment`` — a *batch* of subjects (a deterministic chunk of the sorted subject list,
   :func:`make_batches`): the model is loaded once per batch, then every subject is read,
@@ -9,8 +9,8 @@ Rules call these through ``python -m spinecensus.cohort <command>`` (one process
   ``semantic`` column only) copies the generated mask instead of running a model.
 * ``analyse`` — one subject: instance splitting + labeling + volumes (no torch import),
   writing NIfTI/JSON/Parquet outputs and the QC PNG into ``results/subjects/<subject>/``.
-* ``aggregate`` — the cohort tables (:mod:`spinecensus.tables`).
-* ``cohort-qc`` — the cohort figures (:mod:`spinecensus.qc`).
+* ``aggregate`` — the cohort tables (:mod:`spinecensus.census.tables`).
+* ``cohort-qc`` — the cohort figures (:mod:`spinecensus.census.qc`).
 
 Failure handling: every per-subject step catches *any* exception of that subject
 (:class:`~spinecensus.io.InputError` and everything else), records ``subject, rule, error``
@@ -180,7 +180,7 @@ def batch_of(batches: Mapping[str, Sequence[str]]) -> dict[str, str]:
 def synthetic_subject_ids(n: int) -> list[str]:
     """Subject IDs of a synthetic cohort of ``n`` (as ``spinecensus.synthetic`` names them)."""
     try:
-        from spinecensus import synthetic
+        from spinecensus.synthetic import generator as synthetic
 
         fn = getattr(synthetic, "subject_ids", None) or getattr(synthetic, "subject_id", None)
         if fn is not None and fn.__name__ == "subject_ids":
@@ -196,7 +196,7 @@ def synthetic_subject_ids(n: int) -> list[str]:
 
 
 def prepare_job_environment(repo: str | os.PathLike[str]) -> None:
-    """Make jobs' ``python -m spinecensus.cohort`` find this interpreter and package.
+    """Make jobs' ``python -m spinecensus.census.cohort`` find this interpreter and package.
 
     Called by the Snakefile at parse time: puts the running interpreter's ``bin`` first on
     ``PATH`` (so ``.venv/bin/snakemake`` works without activating the venv) and ``repo`` on
@@ -260,12 +260,12 @@ def file_sha256(path: str | os.PathLike[str]) -> str | None:
 
 def default_weights() -> Path:
     """The shipped segmentation weights (``spinecensus/weights/``)."""
-    from spinecensus import model
+    from spinecensus.segment import model
 
     shipped = getattr(model, "DEFAULT_SEGMENTATION_WEIGHTS", None)
     if shipped is not None and Path(shipped).exists():
         return Path(shipped)
-    wdir = Path(__file__).with_name("weights")
+    wdir = Path(__file__).parents[1] / "weights"
     cands = sorted(wdir.glob("*seg*.pt")) + sorted(wdir.glob("*.pt")) + sorted(wdir.glob("*.onnx"))
     if not cands:
         raise FileNotFoundError(
@@ -280,7 +280,7 @@ def default_weights() -> Path:
 
 def _synth_one(args: tuple) -> dict[str, Any]:
     """Generate and write synthetic subject ``index`` (a worker of :func:`synthesize`)."""
-    from spinecensus import synthetic
+    from spinecensus.synthetic import generator as synthetic
 
     out, index, seed, lumbarization, sacralization, cfg = args
     anomaly, sub_seed = synthetic._cohort_draw(seed, index, lumbarization, sacralization)
@@ -300,20 +300,20 @@ def synthesize(
     preset: str = "default",
     workers: int = 1,
 ) -> Path:
-    """Generate the synthetic demo cohort (``spinecensus.synthetic`` layout) and check that
+    """Generate the synthetic demo cohort (``spinecensus synth`` layout) and check that
     its subject IDs are the ones the workflow planned (:func:`synthetic_subject_ids`).
 
     With ``workers > 1`` subjects are generated in a process pool: subject ``i`` depends only
     on (seed, i, prevalences, config) (``synthetic.generate_cohort``), so the cohort is
     identical to ``synthetic.write_cohort``'s, only faster on several cores.
     """
-    from spinecensus import synthetic
+    from spinecensus.synthetic import generator as synthetic
 
     cfg = synthetic.SyntheticConfig()
     if preset != "default":
         factory = getattr(synthetic.SyntheticConfig, preset, None)
         if factory is None:
-            raise ValueError(f"spinecensus.synthetic has no {preset!r} preset")
+            raise ValueError(f"spinecensus.synthetic.generator has no {preset!r} preset")
         cfg = factory()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -373,7 +373,7 @@ def segment_batch(
 ) -> dict[str, Any]:
     """Segment a batch of subjects, loading the model once; per-subject failures captured.
 
-    ``model_options``: extra :func:`spinecensus.model.load_model` arguments from the config
+    ``model_options``: extra :func:`spinecensus.segment.model.load_model` arguments from the config
     (``amp``, ``layout``, ``normalisation``); empty values are left to the weights' sidecar.
 
     ``labeler_weights``: the small-FOV multiclass labeler (``"shipped"`` =
@@ -388,8 +388,8 @@ def segment_batch(
     timings (seconds): process age at start, model load, per-subject read/inference/write.
     Returns the ``batch.json`` content.
     """
-    from spinecensus.checks import load_checked
     from spinecensus.io import load_mask, save_like
+    from spinecensus.io.checks import load_checked
 
     started = time.perf_counter()
     age_at_start = _process_age_s()
@@ -402,7 +402,7 @@ def segment_batch(
     load_s = 0.0
     if method == "model":
         t = time.perf_counter()
-        from spinecensus import model as model_mod
+        from spinecensus.segment import model as model_mod
 
         wpath = Path(weights) if weights else default_weights()
         extra = {k: v for k, v in (model_options or {}).items() if v not in (None, "")}
@@ -417,7 +417,7 @@ def segment_batch(
     labeler_name = None
     if labeler_weights:
         t = time.perf_counter()
-        from spinecensus import model as model_mod
+        from spinecensus.segment import model as model_mod
 
         lpath = model_mod.weights_file(labeler_weights, "labeling")
         labeler = model_mod.load_model(lpath, device=device, threads=threads, batch_size=batch_size)
@@ -529,7 +529,7 @@ def _label_volume(instances: np.ndarray, id_to_name: Mapping[int, str]) -> np.nd
 
 def label_ids() -> dict[str, int]:
     """Class ids of ``labels.nii.gz``: every name of every variant, cranio-caudal, from 1."""
-    from spinecensus import labels
+    from spinecensus.anatomy import labels
 
     names = sorted({n for v in labels.VARIANTS for n in labels.structures(v)}, key=labels.sort_key)
     return {n: i + 1 for i, n in enumerate(names)}
@@ -576,7 +576,7 @@ def analyse_subject(
     ``labels.nii.gz`` (label class per voxel, :func:`label_ids`) and ``labels.json``, on
     failure ``failed.json`` (``subject``, ``rule``, ``error``).  Returns the summary.
     """
-    from spinecensus import tables
+    from spinecensus.census import tables
 
     t_start = time.perf_counter()
     age_at_start = _process_age_s()
@@ -609,7 +609,7 @@ def analyse_subject(
         sem_path = seg / f"{subject}.nii.gz"
         if not sem_path.exists():
             raise _Failed("segment", f"{sem_path}: no segmentation output for this subject")
-        from spinecensus import pipeline
+        from spinecensus.census import pipeline
         from spinecensus.io import load_mask, save_like
 
         sem = load_mask(sem_path)
@@ -642,7 +642,7 @@ def analyse_subject(
         summary = dict(analysis.summary)
         summary.update(base, status="ok")
         if qc_png:
-            from spinecensus import qc
+            from spinecensus.census import qc
             from spinecensus.io import load_scan
 
             img = None
@@ -668,7 +668,7 @@ def analyse_subject(
         write_json(record, out / "failed.json")
         tables.write_subject_structures(subject, [], out / "structures.parquet")
         if qc_png:
-            from spinecensus import qc
+            from spinecensus.census import qc
 
             qc.failure_png(out / "qc.png", subject, rule, error)
         summary = dict(base, status="failed", rule=rule, error=error)
@@ -698,7 +698,7 @@ def aggregate_cohort(
     config: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Cohort tables from ``subjects_dir/<subject>/{summary.json,structures.parquet}``."""
-    from spinecensus import tables
+    from spinecensus.census import tables
 
     base = Path(subjects_dir)
     df = read_sheet(sheet) if sheet else None
@@ -791,7 +791,7 @@ def _cmd_synth(a: argparse.Namespace) -> int:
 
 
 def _cmd_cohort_qc(a: argparse.Namespace) -> int:
-    from spinecensus import qc
+    from spinecensus.census import qc
 
     qc.cohort_figures(a.tables, a.prevalence_png, a.volumes_png)
     return 0
@@ -804,10 +804,10 @@ def _cmd_check_sheet(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from spinecensus.labeling import FIELDS_OF_VIEW
+    from spinecensus.naming.labeling import FIELDS_OF_VIEW
 
     p = argparse.ArgumentParser(
-        prog="python -m spinecensus.cohort", description=__doc__.splitlines()[0]
+        prog="python -m spinecensus.census.cohort", description=__doc__.splitlines()[0]
     )
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("segment", help="segment a batch of subjects (model loaded once)")
@@ -869,7 +869,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (InputError, SampleSheetError) as exc:
-        print(f"spinecensus.cohort {args.command}: error: {exc}", file=sys.stderr)
+        print(f"spinecensus.census.cohort {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
 

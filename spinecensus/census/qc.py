@@ -240,7 +240,7 @@ def prevalence_png(
 
 def volumes_png(structures: Any, path: str | os.PathLike[str]) -> None:
     """Box plots of volume (mm³) by level: vertebrae (top) and discs (bottom), cranio-caudal."""
-    from spinecensus import labels
+    from spinecensus.anatomy import labels
 
     plt = _plt()
     fig, axes = plt.subplots(2, 1, figsize=(12, 7))
@@ -280,7 +280,7 @@ def cohort_figures(
     """
     import pyarrow.parquet as pq
 
-    from spinecensus.tables import read_metadata
+    from spinecensus.census.tables import read_metadata
 
     tdir = Path(tables_dir)
     prev = pq.read_table(tdir / "prevalence.parquet").to_pandas()

@@ -11,7 +11,7 @@ coccyx on a random anisotropic voxel grid, with
   complex Gaussian) and mild in-plane partial-volume blur;
 * ``semantic``: uint8, 0 background, 1 vertebral *body*, 2 intervertebral disc;
 * ``instances``: uint16, ids ``1..N`` cranio-caudal, bodies and discs interleaved, named by
-  :func:`spinecensus.labels.structures` of the subject's anomaly (``id_to_name``).
+  :func:`spinecensus.anatomy.labels.structures` of the subject's anomaly (``id_to_name``).
 
 All arrays are in the package's canonical order (``spinecensus.io``): axis 0 sagittal slice
 (left -> right), axis 1 superior -> inferior, axis 2 anterior -> posterior; ``spacing_mm`` in
@@ -96,7 +96,7 @@ import nibabel as nib
 import numpy as np
 from nibabel import orientations as ornt
 
-from spinecensus import labels
+from spinecensus.anatomy import labels
 from spinecensus.io import CANONICAL_AXCODES, atomic_path, write_json
 
 ANOMALIES: tuple[str, ...] = ("normal", "lumbarization", "sacralization")
@@ -364,7 +364,7 @@ class SyntheticSubject:
     """One synthetic subject, arrays in canonical order (slice L->R, S->I, A->P).
 
     ``spacing_mm`` is in the same axis order.  ``id_to_name`` maps instance ids (1..N,
-    cranio-caudal) to anatomical names of :mod:`spinecensus.labels`.
+    cranio-caudal) to anatomical names of :mod:`spinecensus.anatomy.labels`.
     """
 
     subject: str

@@ -38,9 +38,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from spinecensus import labeling, labels
+from spinecensus.anatomy import labels
 from spinecensus.io import atomic_path, write_json
-from spinecensus.model import (
+from spinecensus.naming import labeling
+from spinecensus.segment.model import (
     ModelSpec,
     SegmentationModel,
     build_network,
@@ -57,7 +58,7 @@ from spinecensus.model import (
 if TYPE_CHECKING:
     import torch
 
-log = logging.getLogger("spinecensus.training")
+log = logging.getLogger("spinecensus.train.training")
 
 EXPERT_OFFSET = 0
 COHORT_OFFSET = 100_000
@@ -179,7 +180,7 @@ class TrainConfig:
 
 
 def _synthetic_config(cfg: TrainConfig) -> Any:
-    from spinecensus import synthetic
+    from spinecensus.synthetic import generator as synthetic
 
     return synthetic.SyntheticConfig.preset(cfg.synthetic_preset)
 
@@ -199,7 +200,7 @@ def anomaly_for(cfg: TrainConfig, seed: int) -> str:
 
 
 def make_subject(cfg: TrainConfig, seed: int, anomaly: str | None = None) -> Any:
-    from spinecensus import synthetic
+    from spinecensus.synthetic import generator as synthetic
 
     return synthetic.generate_subject(
         seed, anomaly=anomaly or anomaly_for(cfg, seed), config=_synthetic_config(cfg)
@@ -241,7 +242,7 @@ def to_bank(
     """Resample (image, class map, spacing) volumes onto the network grid, once.
 
     ``ignore_index``: a target value meaning "not supervised" (partially named real scans,
-    ``spinecensus.reallabel``); such voxels count as neither foreground nor background.
+    ``spinecensus.train.reallabel``); such voxels count as neither foreground nor background.
     """
     import torch
 
@@ -549,7 +550,7 @@ def train_segmentation(config: dict[str, Any] | None, out: str | os.PathLike[str
     }
     spec.metrics = metrics
     _save(net, spec, out, {
-        "data": "synthetic expert subset (spinecensus.synthetic ground truth)",
+        "data": "synthetic expert subset (spinecensus.synthetic.generator ground truth)",
         "n_subjects": len(seeds), "seeds": [seeds[0], seeds[-1]], "steps": len(losses),
         "max_seconds": cfg.seg_max_seconds,
         "batch_size": cfg.batch_size, "crop": list(cfg.seg_crop), "lr": cfg.lr,
@@ -572,7 +573,7 @@ def autolabel_cohort(
     """
     import torch
 
-    from spinecensus import split
+    from spinecensus.split import instances as split
 
     cfg = TrainConfig.from_dict(config)
     torch.set_num_threads(max(1, int(cfg.threads)))
@@ -610,7 +611,7 @@ def autolabel_cohort(
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
     kept = sum(r["valid"] for r in rows)
-    from spinecensus.model import sha256_file
+    from spinecensus.segment.model import sha256_file
 
     write_json(
         {
@@ -643,7 +644,7 @@ def instances_from_union(union: np.ndarray) -> tuple[np.ndarray, dict[int, str]]
 def _crop_union(sub: Any, union: np.ndarray, v: int, rng: np.random.Generator) -> Any:
     """Crop ``sub`` to ``v`` vertebrae as seen by ``union`` (an automatic or ground-truth
     union-class map); the returned crop's ``semantic`` is the cropped union map."""
-    from spinecensus import synthetic
+    from spinecensus.synthetic import generator as synthetic
 
     # crop_fov chooses the window from the subject's instances: hand it the instances of
     # the union map (never the ground truth for auto-labelled subjects) and carry the
@@ -806,7 +807,7 @@ def label_crop(
     the labeler's per-voxel union-class prediction (arg-max incl. background, for Dice).
 
     ``aggregation``: ``"vote"`` = per-voxel majority inside each instance
-    (:func:`spinecensus.labeling.vote_log_probs`, what the cohort workflow does) or
+    (:func:`spinecensus.naming.labeling.vote_log_probs`, what the cohort workflow does) or
     ``"mean"`` = mean log-softmax per instance (``SegmentationModel.instance_log_probs``).
     """
     names, pred = label_crop_all(model, crop)
@@ -846,7 +847,7 @@ def evaluate_labelers(
     import pandas as pd
     import torch
 
-    from spinecensus import synthetic
+    from spinecensus.synthetic import generator as synthetic
 
     cfg = TrainConfig.from_dict(config)
     torch.set_num_threads(max(1, int(cfg.threads)))

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spinecensus.io import InputError, Scan, load_scan
+from spinecensus.io.nifti import load_scan
+from spinecensus.io.scan import InputError, Scan
 
 _AXIS_NAMES = ("left-right", "superior-inferior", "anterior-posterior")
 

@@ -1,6 +1,6 @@
 """Training the segmentation U-Net on partially labelled real MRI (mixed with synthetic).
 
-Reuses ``spinecensus.model`` for everything the network sees (architecture, in-plane
+Reuses ``spinecensus.segment.model`` for everything the network sees (architecture, in-plane
 resampling to ``target_spacing_mm``, per-volume robust normalisation, three adjacent
 slices as channels, weights + sidecar); adds what real data need:
 
@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from spinecensus import realdata as rd
 from spinecensus.io import atomic_path
-from spinecensus.model import ModelSpec, neighbour_index, normalise_volume, plan_geometry
-from spinecensus.split import split_instances
+from spinecensus.segment.model import ModelSpec, neighbour_index, normalise_volume, plan_geometry
+from spinecensus.split.instances import split_instances
+from spinecensus.train import realdata as rd
 
 if TYPE_CHECKING:
     import torch
@@ -312,11 +312,11 @@ def train_partial(
     build give the same weights on CPU.  ``amp``: ``"bf16"`` autocast + channels_last,
     None (fp32) or ``"auto"`` = bf16 on CUDA and on CPUs with native bf16 matmuls (about
     3x faster on this project's AMX CPU at the same Dice; see
-    ``spinecensus.training.train_network``); the loss is always computed in fp32.
+    ``spinecensus.train.training.train_network``); the loss is always computed in fp32.
     """
     import torch
 
-    from spinecensus.training import training_uses_bf16
+    from spinecensus.train.training import training_uses_bf16
 
     cfg = cfg or TrainConfig()
     if not real and not synthetic:
@@ -383,7 +383,7 @@ REAL_PRESETS: dict[str, dict[str, Any]] = {
         "batch": {"batch_size": 32, "volumes_per_step": 8, "crop_si": None, "crop_ap": None},
     },
 }
-#: synthetic subject seeds for mixing / evaluation (disjoint from spinecensus.training's)
+#: synthetic subject seeds for mixing / evaluation (disjoint from spinecensus.train.training's)
 SYNTH_TRAIN_OFFSET = 700_000
 SYNTH_EVAL_OFFSET = 800_000
 
@@ -446,7 +446,7 @@ class RealRunConfig:
         return cls(**{k: v for k, v in merged.items() if k in known})
 
     def pretrained_path(self) -> Path:
-        from spinecensus.model import DEFAULT_SEGMENTATION_WEIGHTS
+        from spinecensus.segment.model import DEFAULT_SEGMENTATION_WEIGHTS
 
         return Path(self.pretrained) if self.pretrained else DEFAULT_SEGMENTATION_WEIGHTS
 
@@ -463,7 +463,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def _synthetic_subject(cfg: RealRunConfig, seed: int) -> Any:
-    from spinecensus import synthetic
+    from spinecensus.synthetic import generator as synthetic
 
     return synthetic.generate_subject(
         seed, config=synthetic.SyntheticConfig.preset(cfg.synthetic_preset)
@@ -481,11 +481,11 @@ def load_real_split(cfg: RealRunConfig) -> tuple[list[rd.LoadedSample], list[rd.
 def base_spec(cfg: RealRunConfig) -> ModelSpec:
     """Architecture of every variant: that of the pretrained weights (so that "scratch" and
     "pretrained" differ only in their initial values), else the training defaults."""
-    from spinecensus.model import read_spec
+    from spinecensus.segment.model import read_spec
 
     spec = read_spec(cfg.pretrained_path()) if cfg.pretrained_path().exists() else None
     if spec is None:
-        from spinecensus.training import SEGMENTATION_DEFAULTS
+        from spinecensus.train.training import SEGMENTATION_DEFAULTS
 
         spec = ModelSpec.from_config(dict(SEGMENTATION_DEFAULTS), "segmentation")
     spec = ModelSpec.from_dict(spec.to_dict())
@@ -512,7 +512,7 @@ def train_real_variant(
     """
     import torch
 
-    from spinecensus.model import build_network, load_network, save_weights, sha256_file
+    from spinecensus.segment.model import build_network, load_network, save_weights, sha256_file
 
     cfg = RealRunConfig.from_dict(config)
     torch.set_num_threads(max(1, int(cfg.threads)))
@@ -575,14 +575,14 @@ def train_real_variant(
     )  # fmt: skip
     import logging
 
-    logger = logging.getLogger("spinecensus.realtrain")
+    logger = logging.getLogger("spinecensus.train.realtrain")
     hist = train_partial(net, spec, real, synth, tcfg, cfg.device, log=logger.info)
     spec.training = {
         **init_info,
         "variant": variant,
         "data": "public annotated real MRI (../shared/data/real, partial labels: VB1/VB2/VB3 "
         "vertebral bodies, IVD discs; partial-label loss)"
-        + (" mixed with synthetic subjects (spinecensus.synthetic)" if synth else ""),
+        + (" mixed with synthetic subjects (spinecensus.synthetic.generator)" if synth else ""),
         "real_train_subjects": [s.meta.key for s in train],
         "real_validation_subjects": [s.meta.key for s in _val],
         "fold": cfg.fold,
@@ -617,8 +617,8 @@ def dataclasses_asdict(obj: Any) -> dict[str, Any]:
 def synthetic_dice(model: Any, cfg: RealRunConfig, model_name: str) -> list[dict[str, Any]]:
     """Body and disc Dice on fresh synthetic subjects (never used in training); rows for the
     evaluation table, dataset ``synthetic``."""
-    from spinecensus import labeling
-    from spinecensus.realeval import dice
+    from spinecensus.naming import labeling
+    from spinecensus.train.realeval import dice
 
     rows = []
     for i in range(cfg.n_synthetic_eval):
@@ -675,10 +675,10 @@ def evaluate_real(
     import pandas as pd
     import torch
 
-    from spinecensus import realeval
-    from spinecensus.model import load_model
+    from spinecensus.segment.model import load_model
+    from spinecensus.train import realeval
 
-    logger = logging.getLogger("spinecensus.realtrain")
+    logger = logging.getLogger("spinecensus.train.realtrain")
     cfg = RealRunConfig.from_dict(config)
     torch.set_num_threads(max(1, int(cfg.threads)))
     _train, val = load_real_split(cfg)
@@ -719,7 +719,7 @@ def write_evaluation(
     """Write an evaluation atomically: ``out_table`` (subjects), ``<stem>_levels.parquet``,
     ``<stem>_summary.parquet`` and ``out_markdown`` (``header`` lines, the summary table,
     then the misses per model and dataset)."""
-    from spinecensus import realeval
+    from spinecensus.train import realeval
 
     stem = Path(out_table).with_suffix("")
     for df, path in (
@@ -765,10 +765,10 @@ def evaluate_real_cv(
     import pandas as pd
     import torch
 
-    from spinecensus import realeval
-    from spinecensus.model import load_model
+    from spinecensus.segment.model import load_model
+    from spinecensus.train import realeval
 
-    logger = logging.getLogger("spinecensus.realtrain")
+    logger = logging.getLogger("spinecensus.train.realtrain")
     cfg = RealRunConfig.from_dict(config)
     torch.set_num_threads(max(1, int(cfg.threads)))
     k = rd.n_folds(cfg.val_fraction)
@@ -818,7 +818,7 @@ def write_cv_evaluation(
     """Summarise a cross-validated evaluation per dataset and pooled over every real
     subject (``realeval.summarise``), write it (:func:`write_evaluation`, under ``title``
     and the ``intro`` lines) and return the summary."""
-    from spinecensus import realeval
+    from spinecensus.train import realeval
 
     summary = realeval.summarise(subjects, pooled=True)
     write_evaluation(subjects, levels, summary, out_table, out_markdown, [title, "", *intro])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinecensus import labels
+from spinecensus.anatomy import labels
 from spinecensus.io import Scan
 
 

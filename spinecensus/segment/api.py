@@ -82,7 +82,7 @@ class SegmentationInference:
         threads: CPU threads for torch / ONNX Runtime.
         field_of_view: ``"whole_spine"`` (count from C2) or ``"lumbar"`` (C2 not in view:
             levels named upward from the sacrum, status withheld; see
-            :func:`spinecensus.labeling.count_labels`).
+            :func:`spinecensus.naming.labeling.count_labels`).
     """
 
     def __init__(
@@ -96,8 +96,8 @@ class SegmentationInference:
         batch_size: int = 8,
         field_of_view: str = "whole_spine",
     ):
-        from spinecensus.labeling import check_field_of_view
-        from spinecensus.model import DEFAULT_SEGMENTATION_WEIGHTS, load_model
+        from spinecensus.naming.labeling import check_field_of_view
+        from spinecensus.segment.model import DEFAULT_SEGMENTATION_WEIGHTS, load_model
 
         self.field_of_view = check_field_of_view(field_of_view)
 
@@ -151,7 +151,8 @@ class SegmentationInference:
         semantic = self.model.predict_semantic(canon, sp).astype(np.uint8)
         if only_2class_segmentation:
             return SegmentationResult(back(semantic), None, {})
-        from spinecensus import labeling, split
+        from spinecensus.naming import labeling
+        from spinecensus.split import instances as split
 
         res = split.split_instances(semantic, sp)
         logp = None

@@ -9,7 +9,7 @@ the fused segments, and a fused L5 in sacralization, form one instance).  The th
 count is fixed at 12 and the cervical at 6 bodies (C2-C7), as in the thesis, so the
 number of free lumbar vertebrae is ``n_vertebrae - 18 - 1`` and gives the transitional
 status (4 sacralization, 5 normal, 6 lumbarization).  Thoracic-count variants are not
-modelled (see ``spinecensus.labels``).  Scans declared ``field_of_view="lumbar"`` (C2 not in
+modelled (see ``spinecensus.anatomy.labels``).  Scans declared ``field_of_view="lumbar"`` (C2 not in
 view) are named upward from the sacrum where one is in view (:func:`names_up_from_sacrum`,
 five lumbar vertebrae assumed) and their status is withheld.
 
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spinecensus import labels
-from spinecensus.split import SplitResult
+from spinecensus.anatomy import labels
+from spinecensus.split.instances import SplitResult
 
 #: number of vertebral bodies above the lumbar spine: C2..C7 (6) + T1..T12 (12)
 N_ABOVE_LUMBAR = len(labels.CERVICAL) + len(labels.THORACIC)
@@ -57,7 +57,7 @@ def union_column(name: str) -> str:
 
 @dataclass
 class Labeling:
-    """Names for the instances of one :class:`~spinecensus.split.SplitResult`.
+    """Names for the instances of one :class:`~spinecensus.split.instances.SplitResult`.
 
     Attributes:
         id_to_name: instance id -> structure name (ids that could not be named are absent).

@@ -48,7 +48,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from spinecensus.io import InputError, Scan, scan_from_image
+from spinecensus.io.scan import InputError, Scan, scan_from_image
 
 #: The only DICOM attributes ever read from a file (plus the file meta group, which
 #: holds the transfer syntax).  Nothing identifying a patient is in this list.

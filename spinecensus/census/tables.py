@@ -1,7 +1,7 @@
 """Cohort result tables (Parquet via pyarrow), Wilson confidence intervals, table metadata.
 
 The aggregate step of the workflow reads the per-subject outputs written by
-:func:`spinecensus.cohort.analyse_subject` (``summary.json`` + ``structures.parquet`` per
+:func:`spinecensus.census.cohort.analyse_subject` (``summary.json`` + ``structures.parquet`` per
 subject) and writes four tables to ``results/tables/``:
 
 * ``structures.parquet`` — one row per subject x structure (:data:`STRUCTURES_SCHEMA`);
@@ -89,7 +89,7 @@ PREVALENCE_SCHEMA = pa.schema(
     ]
 )
 
-#: region names (``spinecensus.labels.region``) that get a per-subject count column
+#: region names (``spinecensus.anatomy.labels.region``) that get a per-subject count column
 REGIONS = ("cervical", "thoracic", "lumbar", "sacral")
 
 

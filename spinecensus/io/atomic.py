@@ -1,0 +1,59 @@
+"""Atomic writes: an output appears under its final name complete, or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    Keeps the final suffixes (``.nii.gz``, ``.parquet``) so writers that infer the format
+    from the name still work.  On error the temporary file is removed and ``path`` is
+    untouched, so a crash never leaves a half-written output under the final name.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(dest.suffixes) or ".tmp"
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{dest.name.split('.')[0]}.", suffix=suffix, dir=dest.parent
+    )
+    os.close(fd)
+    # mkstemp creates 0600; give the output the permissions a plain open() would (umask)
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_json(obj: object, path: str | os.PathLike[str]) -> None:
+    """Write JSON atomically (sorted keys are *not* forced: order is meaningful)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o: object) -> object:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

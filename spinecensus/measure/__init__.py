@@ -1,0 +1,1 @@
+"""Per-structure measurements: volumes (mm³) and centroids (mm)."""

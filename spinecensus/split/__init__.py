@@ -1,0 +1,3 @@
+"""Instance splitting: a semantic mask -> ordered vertebra and disc instances, cut along planes
+fitted through the discs.
+"""

@@ -1,0 +1,3 @@
+"""Seeded synthetic whole-spine MRI with exact ground truth: anatomy model, renderer, cohort
+writer.
+"""
