@@ -1,8 +1,10 @@
 # spinecensus: cohort workflow (segment -> split/label/measure -> tables, QC, report).
 #
-#   snakemake --profile profiles/default                       # synthetic demo cohort
-#   snakemake --profile profiles/default --config samples=PATH/TO/samples.tsv
-#   snakemake --profile profiles/default --report results/report.html
+#   snakemake --cores 2                                  # synthetic demo cohort
+#   snakemake --cores 2 --config samples=PATH/TO/samples.tsv
+#   snakemake --cores 2 --report results/report.html
+#   snakemake --profile slurm                            # a SLURM cluster (make slurm-profile)
+# (profiles/default, the workflow profile, is loaded by Snakemake itself.)
 #
 # DAG: synthesize (demo only) -> segment (one job per batch of subjects, model loaded once)
 #      -> analyse (one job per subject) -> aggregate (cohort tables) -> cohort_qc (figures).
@@ -35,10 +37,21 @@ rule all:
     input:
         rules.aggregate.output,
         rules.cohort_qc.output,
+        rules.failure_guard.output,
 
 
 onsuccess:
-    # end-of-run summary: analysed / failed subjects and every per-subject failure
-    _summary = cohort.run_summary(f"{RESULTS}/tables")
+    # end-of-run summary: analysed / failed subjects, failures by rule, commonest errors
+    _summary = run_summary(f"{RESULTS}/tables")
+    if _summary:
+        print(_summary)
+
+
+onerror:
+    # the same summary when tables exist (e.g. the failure guard stopped the run), and the
+    # guard's own line
+    _summary = run_summary(
+        f"{RESULTS}/tables", guard_log=f"{RESULTS}/logs/failure_guard.log"
+    )
     if _summary:
         print(_summary)

@@ -4,7 +4,7 @@
    time ``snakemake -n`` (parse + sheet validation + DAG of all jobs).  Target < 60 s.
 2. Aggregation: N synthetic per-subject outputs (``summary.json`` + ``structures.parquet``
    with a whole spine's 47 rows each) aggregated into the four cohort tables by
-   ``python -m spinecensus.census.cohort aggregate`` (the rule's command) in a subprocess; wall time
+   ``python -m spinecensus.census aggregate`` (the rule's command) in a subprocess; wall time
    and the subprocess's peak RSS.  Targets < 30 s and < 2 GB.
 
 Usage: ``python benchmarks/dag_scale.py [--n 10833] [--workdir DIR] [--skip-dry-run]``.
@@ -105,7 +105,7 @@ def make_subject_outputs(root: Path, n: int) -> tuple[Path, Path]:
 
 
 def aggregate(root: Path, sub_dir: Path, sheet: Path) -> tuple[float, float]:
-    cmd = [sys.executable, "-m", "spinecensus.census.cohort", "aggregate", "--subjects-dir",
+    cmd = [sys.executable, "-m", "spinecensus.census", "aggregate", "--subjects-dir",
            str(sub_dir), "--sheet", str(sheet), "--out", str(root / "tables"),
            "--config", json.dumps({"samples": str(sheet)})]  # fmt: skip
     t = time.perf_counter()

@@ -29,7 +29,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from spinecensus.segment import model as M  # noqa: E402
+from spinecensus.segment.network import build_network  # noqa: E402
+from spinecensus.segment.onnx_export import export_onnx  # noqa: E402
+from spinecensus.segment.runners import OnnxRunner  # noqa: E402
+from spinecensus.segment.spec import ModelSpec  # noqa: E402
+from spinecensus.segment.weights import (  # noqa: E402
+    DEFAULT_SEGMENTATION_WEIGHTS,
+    load_network,
+    save_weights,
+)
 
 
 def matmul_peak_gflops(device: str, n: int = 2048, repeat: int = 5) -> float:
@@ -73,7 +81,7 @@ def time_call(fn, n_slices: int, repeat: int, device: str) -> float:
 
 
 def bench_model(
-    name: str, net: torch.nn.Module, spec: M.ModelSpec, args: argparse.Namespace, peak: float
+    name: str, net: torch.nn.Module, spec: ModelSpec, args: argparse.Namespace, peak: float
 ) -> list[dict]:
     size = spec.input_size or (384, 160)
     dev = args.device
@@ -101,9 +109,9 @@ def bench_model(
     variants = [("torch fp32", fp32), ("torch bf16 + channels_last", bf16)]
     with tempfile.TemporaryDirectory() as tmp:
         pt = Path(tmp) / "m.pt"
-        M.save_weights(net.to("cpu").to(memory_format=torch.contiguous_format), spec, pt)
-        onx = M.export_onnx(pt, Path(tmp) / "m.onnx")
-        runner = M._OnnxRunner(onx, spec, dev, args.threads)
+        save_weights(net.to("cpu").to(memory_format=torch.contiguous_format), spec, pt)
+        onx = export_onnx(pt, Path(tmp) / "m.onnx")
+        runner = OnnxRunner(onx, spec, dev, args.threads)
         xn = x.numpy()
 
         def ort_run() -> None:
@@ -135,24 +143,22 @@ def main() -> None:
     peak = matmul_peak_gflops(args.device)
     print(f"device {args.device}, threads {args.threads}: fp32 matmul {peak:.1f} GFLOP/s")
     rows = []
-    if M.DEFAULT_SEGMENTATION_WEIGHTS.exists():
-        net, spec = M.load_network(M.DEFAULT_SEGMENTATION_WEIGHTS)
+    if DEFAULT_SEGMENTATION_WEIGHTS.exists():
+        net, spec = load_network(DEFAULT_SEGMENTATION_WEIGHTS)
         name = f"shipped ({spec.encoder}, d{spec.encoder_depth}, {spec.input_size})"
     else:
-        spec = M.ModelSpec.from_config({}, "segmentation")
-        net, name = M.build_network(spec), "demo architecture (random)"
+        spec = ModelSpec.from_config({}, "segmentation")
+        net, name = build_network(spec), "demo architecture (random)"
     rows += bench_model(name, net, spec, args, peak)
     if not args.skip_resnet152:
-        big = M.ModelSpec(
+        big = ModelSpec(
             encoder="resnet152",
             encoder_depth=5,
             decoder_channels=(256, 128, 64, 32, 16),
             target_spacing_mm=None,
             input_size=(896, 320),
         )
-        rows += bench_model(
-            "resnet152 U-Net 896x320 (random)", M.build_network(big), big, args, peak
-        )
+        rows += bench_model("resnet152 U-Net 896x320 (random)", build_network(big), big, args, peak)
     print()
     print("| model | variant | s/slice | slices/s | GFLOP/slice | GFLOP/s | of matmul peak |")
     print("|---|---|---|---|---|---|---|")

@@ -6,7 +6,7 @@ A missed thin disc (cervical C3-C4/C4-C5, ~5 mm = 2-3 voxels at the model's 2 mm
 L5-S1) merges two vertebrae, shifts the count from C2 and turns a normal spine into
 "sacralization".  ``eval`` measures that on **synthetic** subjects (default preset, seeds
 900000..900019, anomalies cycling normal / lumbarization / sacralization):
-``predict_semantic`` -> ``split.split_instances`` -> ``labeling.count_labels``, then per
+``predict_semantic`` -> ``split.split_instances`` -> ``counting.count_labels``, then per
 subject the status (== true anomaly?), whether every ground-truth structure's
 majority-overlap instance carries its name, and vertebra / disc Dice.
 
@@ -31,11 +31,11 @@ import time
 import numpy as np
 import torch
 
-from spinecensus.naming.labeling import count_labels
-from spinecensus.segment.model import load_model, read_spec, save_weights
+from spinecensus import synthetic
+from spinecensus.naming.counting import count_labels
+from spinecensus.segment.weights import load_model, read_spec, save_weights
 from spinecensus.split.instances import split_instances
-from spinecensus.synthetic import generator as synthetic
-from spinecensus.train import training
+from spinecensus.train import loop, metrics, slice_bank
 
 ANOMALIES = ("normal", "lumbarization", "sacralization")
 EVAL_SEEDS = range(900000, 900020)
@@ -53,10 +53,10 @@ def evaluate(weights: str) -> list[dict]:
     for i, seed in enumerate(EVAL_SEEDS):
         sub = subject(seed, i)
         sem = model.predict_semantic(sub.image, sub.spacing_mm)
-        dice = training.dice_per_class(sem, np.asarray(sub.semantic), [1, 2])
+        dice = metrics.dice_per_class(sem, np.asarray(sub.semantic), [1, 2])
         split = split_instances(sem, sub.spacing_mm)
         lab = count_labels(split)
-        acc = training.name_accuracy(split.instances, lab.id_to_name, sub.instances, sub.id_to_name)
+        acc = metrics.name_accuracy(split.instances, lab.id_to_name, sub.instances, sub.id_to_name)
         rows.append({
             "seed": seed, "anomaly": sub.anomaly, "status": lab.transitional_status,
             "valid": split.valid, "names_acc": acc, "dice_vertebra": dice[1], "dice_disc": dice[2],
@@ -75,8 +75,8 @@ def finetune(init: str, out: str, seconds: float, n_subjects: int, lr: float, di
     for i, s in enumerate(seeds):
         sub = subject(s, i)
         vols.append((sub.image, sub.semantic, sub.spacing_mm))
-    bank = training.to_bank(vols, spec)
-    net, losses = training.train_network(
+    bank = slice_bank.to_bank(vols, spec)
+    net, losses = loop.train_network(
         spec, bank, steps=100_000, batch_size=8, crop=(192, 96), seed=17, lr=lr,
         log_every=25, log_path=out + ".log.tsv", name="finetune", amp="auto",
         max_seconds=seconds - (time.perf_counter() - t0), init_weights=init,

@@ -16,7 +16,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as the target says
 
 import numpy as np  # noqa: E402
 
-from spinecensus.synthetic.generator import SyntheticConfig, generate_subject  # noqa: E402
+from spinecensus.synthetic import SyntheticConfig, generate_subject  # noqa: E402
 
 
 def main() -> None:

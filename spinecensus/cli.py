@@ -16,13 +16,14 @@ from spinecensus.io import InputError
 
 #: modules that contribute sub-commands, in the order shown by ``--help``
 CLI_MODULES = (
-    "spinecensus.synthetic.generator",
-    "spinecensus.census.pipeline",
-    "spinecensus.segment.model",
-    "spinecensus.train.training",
+    "spinecensus.synthetic.cli",
+    "spinecensus.census.subject_analysis",
+    "spinecensus.segment.onnx_export",
+    "spinecensus.train.cli",
     "spinecensus.census.tables",
-    "spinecensus.train.realdata",
+    "spinecensus.train.real_sample_sheet",
     "spinecensus.io.checks",
+    "spinecensus.census.cluster",
 )
 
 

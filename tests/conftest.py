@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from spinecensus.synthetic.generator import (
+from spinecensus.synthetic import (
     ANOMALIES,
     SyntheticConfig,
     SyntheticSubject,

@@ -1,6 +1,6 @@
 """A minimal synthetic spine phantom for the split / labeling / volume tests (synthetic).
 
-Independent of ``spinecensus.synthetic.generator`` on purpose: a second, simpler generator whose
+Independent of ``spinecensus.synthetic`` on purpose: a second, simpler generator whose
 ground truth is built differently (per-structure tests against the planes perpendicular
 to a sinusoidal centreline) than the splitter works (planes fitted to disc voxels).
 Canonical order (slice, superior->inferior, anterior->posterior), semantic 0/1/2.

@@ -87,14 +87,16 @@ def test_pure_noise_passes_checks_and_is_unsplittable(corpus: dict[str, Path]) -
     "unsplittable" from the analysis, not an exception (synthetic)."""
     scan = checks.load_checked(corpus["pure_noise"])
     assert checks.scan_problems(scan) == []
-    split = pytest.importorskip("spinecensus.split.instances")
+    from spinecensus.split import instances as split
+
     empty = np.zeros(scan.data.shape, np.uint8)
     result = split.split_instances(empty, scan.spacing_mm)
     assert result.valid is False
     assert result.invalid_reason is not None and result.invalid_reason.startswith("unsplittable")
     assert int(result.instances.max(initial=0)) == 0
-    pipeline = pytest.importorskip("spinecensus.census.pipeline")
-    analysis = pipeline.analyse_semantic(empty, scan)
+    from spinecensus.census import subject_analysis
+
+    analysis = subject_analysis.analyse_semantic(empty, scan)
     assert analysis.summary["split_valid"] is False
     assert analysis.summary["invalid_reason"].startswith("unsplittable")
     assert analysis.summary["transitional_status"] == "undetermined"
@@ -173,9 +175,10 @@ def sheets(tmp_path_factory: pytest.TempPathFactory, corpus: dict[str, Path]) ->
 def test_sheet_kind_stops_with_row(sheets: dict[str, Path], kind: str) -> None:
     """Sheet-level errors raise before any job, naming the sheet, the row and the ID
     (synthetic)."""
-    cohort = pytest.importorskip("spinecensus.census.cohort")
-    with pytest.raises(cohort.SampleSheetError) as err:
-        cohort.read_sheet(sheets[kind])
+    from spinecensus.census import sheet as census_sheet
+
+    with pytest.raises(census_sheet.SampleSheetError) as err:
+        census_sheet.read_sheet(sheets[kind])
     msg = str(err.value)
     assert str(sheets[kind]) in msg
     assert make_corpus.SHEET_KINDS[kind].fragment in msg.lower(), msg
@@ -189,14 +192,16 @@ def test_sheet_kind_stops_with_row(sheets: dict[str, Path], kind: str) -> None:
 def test_missing_image_is_per_subject(tmp_path: Path, corpus: dict[str, Path]) -> None:
     """A sheet row whose image does not exist is not a sheet error: the sheet loads and
     the subject's segmentation records "file does not exist" (synthetic)."""
-    cohort = pytest.importorskip("spinecensus.census.cohort")
+    from spinecensus.census import segment_job
+    from spinecensus.census import sheet as census_sheet
+
     good = corpus["truncated_nii_gz"].with_name("good.nii.gz")
     sheet = make_corpus.write_sheet(
         tmp_path / "s.tsv", [("S001", str(good)), ("S002", "nowhere/missing.nii.gz")]
     )
-    df = cohort.resolve_paths(cohort.read_sheet(sheet), sheet)
+    df = census_sheet.resolve_paths(census_sheet.read_sheet(sheet), sheet)
     assert list(df["subject"]) == ["S001", "S002"]
-    info = cohort.segment_batch(
+    info = segment_job.segment(
         ["S002"], [df["image"][1]], tmp_path / "seg", method="ground_truth", semantics=[""]
     )
     rec = info["subjects"][0]

@@ -1,6 +1,6 @@
 """DICOM series reading (synthetic series written with pydicom from synthetic volumes).
 
-Every series here is synthetic: either written by ``spinecensus.io.dicom.write_series`` from
+Every series here is synthetic: either written by ``spinecensus.io.dicom_write.write_series`` from
 a synthetic volume with a known NIfTI affine (round trip against the NIfTI path of
 ``spinecensus.io``) or built slice by slice with pydicom in this file with hand-set LPS
 geometry (an independent check of the orientation conventions).
@@ -19,16 +19,17 @@ from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from spinecensus import io
-from spinecensus.io import dicom
+from spinecensus.io import dicom_series, dicom_write
 
 make_corpus = load_corpus_module()
 
 
 def _synthetic_volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A synthetic spine image (``spinecensus.synthetic.generator``, tiny preset) as int16 in its
+    """A synthetic spine image (``spinecensus.synthetic``, tiny preset) as int16 in its
     non-canonical storage order, with its affine turned 6 degrees about left-right so
     that the DICOM geometry is oblique."""
-    synthetic = pytest.importorskip("spinecensus.synthetic.generator")
+    from spinecensus import synthetic
+
     subj = synthetic.generate_subject(seed, "normal", synthetic.SyntheticConfig.tiny())
     img = subj.to_nifti()[0]
     data = np.asarray(img.dataobj)
@@ -58,7 +59,7 @@ def test_round_trip_matches_nifti(tmp_path: Path) -> None:
     and world coordinates as the same volume read from NIfTI (synthetic)."""
     data, aff = _synthetic_volume()
     ref = io.scan_from_image(nib.Nifti1Image(data, aff), path="ref")
-    dicom.write_series(data, aff, tmp_path / "s", slice_axis=_lr_axis(aff))
+    dicom_write.write_series(data, aff, tmp_path / "s", slice_axis=_lr_axis(aff))
     got = io.load_scan(tmp_path / "s")
     assert got.data.shape == ref.data.shape
     assert np.array_equal(got.data, ref.data)
@@ -75,7 +76,7 @@ def test_slice_axis_other_than_sagittal(tmp_path: Path) -> None:
     data, aff = _synthetic_volume()
     ref = io.scan_from_image(nib.Nifti1Image(data, aff))
     other = (_lr_axis(aff) + 1) % 3
-    dicom.write_series(data, aff, tmp_path / "s", slice_axis=other)
+    dicom_write.write_series(data, aff, tmp_path / "s", slice_axis=other)
     got = io.load_scan(tmp_path / "s")
     assert np.array_equal(got.data, ref.data)
     assert np.allclose(_world_of_canonical(got), _world_of_canonical(ref), atol=1e-4)
@@ -94,11 +95,11 @@ def _write_slice(
     intercept: float = 0.0,
 ) -> None:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = dicom.MR_IMAGE_STORAGE
+    meta.MediaStorageSOPClassUID = dicom_write.MR_IMAGE_STORAGE
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = dicom.MR_IMAGE_STORAGE
+    ds.SOPClassUID = dicom_write.MR_IMAGE_STORAGE
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.SeriesInstanceUID = series_uid
     ds.Modality = "MR"
@@ -179,7 +180,7 @@ def test_float_volume_quantised_round_trip(tmp_path: Path) -> None:
     data, aff = _synthetic_volume(1)
     fdata = data.astype(np.float32) * 0.37 + 5.0
     ref = io.scan_from_image(nib.Nifti1Image(fdata, aff))
-    dicom.write_series(fdata, aff, tmp_path / "s", slice_axis=_lr_axis(aff))
+    dicom_write.write_series(fdata, aff, tmp_path / "s", slice_axis=_lr_axis(aff))
     got = io.load_scan(tmp_path / "s")
     step = float(np.ptp(fdata)) / 65535
     assert np.max(np.abs(got.data - ref.data)) <= step
@@ -190,7 +191,7 @@ def test_mixed_series_rejected_with_list(tmp_path: Path) -> None:
     slice count, UID fingerprint), the UID itself never printed (synthetic)."""
     vol = make_corpus.base_volume(0, (6, 20, 20))
     aff = make_corpus.SAGITTAL_AFFINE
-    dicom.write_series(
+    dicom_write.write_series(
         vol,
         aff,
         tmp_path,
@@ -198,7 +199,7 @@ def test_mixed_series_rejected_with_list(tmp_path: Path) -> None:
         series_description="SAG T2 TSE",
         series_uid="1.2.826.0.1.3680043.2.1125.1.111",
     )
-    dicom.write_series(
+    dicom_write.write_series(
         vol[:3],
         aff,
         tmp_path,
@@ -215,7 +216,7 @@ def test_mixed_series_rejected_with_list(tmp_path: Path) -> None:
     assert "series 10 'SAG T1' (3 slices" in msg
     assert msg.index("series 2 ") < msg.index("series 10 ")  # numeric order
     assert "1.2.826.0.1.3680043.2.1125.1.111" not in msg
-    assert f"uid#{dicom.series_fingerprint('1.2.826.0.1.3680043.2.1125.1.111')}" in msg
+    assert f"uid#{dicom_series.series_fingerprint('1.2.826.0.1.3680043.2.1125.1.111')}" in msg
 
 
 def test_missing_slices_rejected(tmp_path: Path) -> None:
@@ -285,7 +286,7 @@ def test_truncated_file_named(tmp_path: Path) -> None:
     """A file cut in its header or in its pixel data is named in the error (synthetic)."""
     for cut in (400, -100):
         folder = tmp_path / f"cut{cut}"
-        files = dicom.write_series(
+        files = dicom_write.write_series(
             make_corpus.base_volume(0, (5, 20, 20)), make_corpus.SAGITTAL_AFFINE, folder
         )
         size = files[2].stat().st_size
@@ -298,7 +299,7 @@ def test_truncated_file_named(tmp_path: Path) -> None:
 
 def test_check_flag_passes_through(tmp_path: Path) -> None:
     """load_scan(check=False) on a constant series loads; check=True rejects (synthetic)."""
-    files = dicom.write_series(
+    files = dicom_write.write_series(
         np.full((4, 20, 20), 5, np.int16), make_corpus.SAGITTAL_AFFINE, tmp_path / "s"
     )
     assert len(files) == 4

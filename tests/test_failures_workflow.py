@@ -1,6 +1,6 @@
 """Workflow-level failure handling over the bad-input corpus (end to end, synthetic data).
 
-A cohort mixes good subjects (tiny synthetic spines from ``spinecensus.synthetic.generator``, one of
+A cohort mixes good subjects (tiny synthetic spines from ``spinecensus.synthetic``, one of
 them as a DICOM series with planted patient information) with one subject per per-subject
 bad-input kind of ``tests/data/bad/make_corpus.py``.  The workflow runs with
 ``segmentation.method: ground_truth`` (masks from the generator) and must:
@@ -91,7 +91,8 @@ def write_sheet(path: Path, rows: list[dict]) -> Path:
 
 def good_synthetic_rows(data: Path, n: int = 3, seed: int = 7) -> list[dict]:
     """Tiny synthetic subjects in the ``spinecensus synth`` layout; absolute paths."""
-    synthetic = pytest.importorskip("spinecensus.synthetic.generator")
+    from spinecensus import synthetic
+
     sheet = synthetic.write_cohort(
         data / "synth",
         n=n,

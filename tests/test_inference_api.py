@@ -7,17 +7,17 @@ exactly; the shipped-weights tests run the real demo model on fresh synthetic su
 
 from __future__ import annotations
 
+import nibabel as nib
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-nib = pytest.importorskip("nibabel")
-
+import torch
 from spine_phantom import make_phantom  # noqa: E402
 
 import spinecensus  # noqa: E402
 from spinecensus.segment import api as I  # noqa: E402
-from spinecensus.segment import model as M  # noqa: E402
+from spinecensus.segment.network import build_network  # noqa: E402
+from spinecensus.segment.spec import ModelSpec  # noqa: E402
+from spinecensus.segment.weights import save_weights  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -33,9 +33,9 @@ class IdentityModel:
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
-    spec = M.ModelSpec(encoder_depth=3, decoder_channels=(16, 8, 8), input_size=(64, 32))
+    spec = ModelSpec(encoder_depth=3, decoder_channels=(16, 8, 8), input_size=(64, 32))
     path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    M.save_weights(M.build_network(spec), spec, path)
+    save_weights(build_network(spec), spec, path)
     return path
 
 
@@ -107,7 +107,7 @@ def test_thesis_layout_labeler_is_read_through_the_union_columns(tiny_weights):
     ph = make_phantom(spacing_mm=(4.0, 2.0, 2.0))
 
     class ThesisLabeler:
-        spec = M.ModelSpec(task="labeling", classes=own)
+        spec = ModelSpec(task="labeling", classes=own)
 
         def instance_log_probs(self, volume, spacing_mm, instances):
             n = int(instances.max())

@@ -7,19 +7,16 @@ import pytest
 from spine_phantom import make_phantom
 
 from spinecensus.anatomy import labels
-from spinecensus.naming.labeling import (
-    COLUMN_ALIASES,
+from spinecensus.naming.counting import count_labels
+from spinecensus.naming.labeler import label_split, label_with_model
+from spinecensus.naming.sacrum import (
     SMALL_FOV_SACRUM_MIN_RATIO,
-    consistent_sequence,
-    count_labels,
-    label_split,
-    label_with_model,
     last_is_sacrum,
     names_up_from_sacrum,
     sacral_tail,
-    to_union_columns,
-    vote_log_probs,
 )
+from spinecensus.naming.sequence import consistent_sequence
+from spinecensus.naming.vote import COLUMN_ALIASES, to_union_columns, vote_log_probs
 from spinecensus.split.instances import SplitResult, split_instances
 
 NAMES = labels.all_names()
@@ -282,8 +279,8 @@ def test_missed_disc_is_flagged_and_withholds_the_status() -> None:
     """Synthetic: erasing one thoracic disc from a ground-truth mask (what a segmentation
     that misses a thin disc produces) merges two vertebrae; the split stays valid, but the
     count labeling must not report the shifted count as a transitional status."""
+    from spinecensus import synthetic
     from spinecensus.split.instances import split_instances
-    from spinecensus.synthetic import generator as synthetic
 
     subj = synthetic.generate_subject(3, "normal", synthetic.SyntheticConfig.tiny())
     r = split_instances(subj.semantic, subj.spacing_mm)
@@ -354,7 +351,7 @@ def test_vote_log_probs_majority_and_smoothing() -> None:
 def test_missed_disc_withholds_the_status_under_the_model_too() -> None:
     """Synthetic: a merged vertebra (one disc erased) keeps the status undetermined even when
     a perfect model names the sequence; the count's flag is carried into the result."""
-    from spinecensus.synthetic import generator as synthetic
+    from spinecensus import synthetic
 
     subj = synthetic.generate_subject(3, "normal", synthetic.SyntheticConfig.tiny())
     name_to_id = {v: k for k, v in subj.id_to_name.items()}

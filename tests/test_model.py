@@ -1,4 +1,4 @@
-"""spinecensus.segment.model: preprocessing geometry, weights + sidecar I/O, ONNX export/loading.
+"""spinecensus.segment: preprocessing geometry, weights + sidecar I/O, ONNX export/loading.
 
 Tiny random-weight networks and hand-made arrays; no synthetic cohort needed.
 """
@@ -9,16 +9,32 @@ import json
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch
 
 from spinecensus.io import InputError  # noqa: E402
-from spinecensus.segment import model as M  # noqa: E402
+from spinecensus.segment.grid import plan_geometry  # noqa: E402
+from spinecensus.segment.network import build_network  # noqa: E402
+from spinecensus.segment.onnx_export import export_onnx  # noqa: E402
+from spinecensus.segment.postprocess import largest_component, spine_column  # noqa: E402
+from spinecensus.segment.predict import SegmentationModel  # noqa: E402
+from spinecensus.segment.preprocess import neighbour_index, normalise_volume  # noqa: E402
+from spinecensus.segment.spec import SEMANTIC_CLASSES, ModelSpec, labeling_classes  # noqa: E402
+from spinecensus.segment.weights import (  # noqa: E402
+    DEFAULT_LABELING_WEIGHTS,
+    DEFAULT_SEGMENTATION_WEIGHTS,
+    WEIGHTS_DIR,
+    load_model,
+    load_network,
+    read_spec,
+    save_weights,
+    sha256_file,
+    sidecar_path,
+)
 
 torch.set_num_threads(1)
 
 
-def tiny_spec(**kw) -> M.ModelSpec:
+def tiny_spec(**kw) -> ModelSpec:
     base = dict(
         encoder="resnet18",
         encoder_depth=3,
@@ -27,30 +43,30 @@ def tiny_spec(**kw) -> M.ModelSpec:
         input_size=(64, 32),
     )
     base.update(kw)
-    return M.ModelSpec(**base)
+    return ModelSpec(**base)
 
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
     torch.manual_seed(0)
     spec = tiny_spec()
-    net = M.build_network(spec)
+    net = build_network(spec)
     path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    M.save_weights(net, spec, path)
+    save_weights(net, spec, path)
     return path
 
 
 def test_neighbour_index_replicates_edges():
-    idx = M.neighbour_index(4)
+    idx = neighbour_index(4)
     assert idx.tolist() == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3]]
-    assert M.neighbour_index(1).tolist() == [[0, 0, 0]]
+    assert neighbour_index(1).tolist() == [[0, 0, 0]]
 
 
 def test_normalise_volume_robust_zscore():
     rng = np.random.default_rng(0)
     v = rng.normal(100, 10, (4, 20, 20)).astype(np.float32)
     v[0, 0, 0] = 1e6  # an outlier must not dominate (clipped at p99)
-    n = M.normalise_volume(v)
+    n = normalise_volume(v)
     assert n.dtype == np.float32
     assert abs(float(n.mean())) < 1e-3 and abs(float(n.std()) - 1) < 1e-2
     assert float(n.max()) < 5
@@ -58,19 +74,19 @@ def test_normalise_volume_robust_zscore():
 
 def test_plan_geometry_resample_crop_pad():
     spec = tiny_spec()
-    geo = M.plan_geometry((100, 30), (1.0, 1.0), spec)  # 100 x 30 at 1 mm -> 50 x 15 at 2 mm
+    geo = plan_geometry((100, 30), (1.0, 1.0), spec)  # 100 x 30 at 1 mm -> 50 x 15 at 2 mm
     assert geo.resampled == (50, 15) and geo.net == (64, 32)
     (rs0, ns0, l0), (rs1, ns1, l1) = geo.overlap
     assert (rs0, ns0, l0) == (0, 7, 50) and (rs1, ns1, l1) == (0, 8, 15)
-    geo2 = M.plan_geometry((300, 40), (1.0, 1.0), spec)  # larger than input_size: crop
+    geo2 = plan_geometry((300, 40), (1.0, 1.0), spec)  # larger than input_size: crop
     assert geo2.overlap[0] == ((150 - 64) // 2, 0, 64)
-    free = M.plan_geometry((37, 21), (1.0, 1.0), tiny_spec(input_size=None, target_spacing_mm=None))
+    free = plan_geometry((37, 21), (1.0, 1.0), tiny_spec(input_size=None, target_spacing_mm=None))
     assert free.net == (40, 24)  # padded to the stride (2**3)
 
 
 @pytest.mark.parametrize("shape", [(3, 50, 20), (1, 130, 70), (5, 17, 9)])
 def test_predict_same_shape_as_input(tiny_weights, shape):
-    model = M.load_model(tiny_weights, batch_size=2)
+    model = load_model(tiny_weights, batch_size=2)
     vol = np.random.default_rng(1).random(shape).astype(np.float32)
     pred = model.predict(vol, (3.0, 0.9, 1.1))
     assert pred.shape == shape and pred.dtype == np.uint8
@@ -83,13 +99,13 @@ def test_predict_same_shape_as_input(tiny_weights, shape):
 
 def test_batching_does_not_change_output(tiny_weights):
     vol = np.random.default_rng(2).random((5, 40, 20)).astype(np.float32)
-    a = M.load_model(tiny_weights, batch_size=1).predict_proba(vol, (3, 1, 1))
-    b = M.load_model(tiny_weights, batch_size=4).predict_proba(vol, (3, 1, 1))
+    a = load_model(tiny_weights, batch_size=1).predict_proba(vol, (3, 1, 1))
+    b = load_model(tiny_weights, batch_size=4).predict_proba(vol, (3, 1, 1))
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
 def test_instance_log_probs_shape_and_normalisation(tiny_weights):
-    model = M.load_model(tiny_weights)
+    model = load_model(tiny_weights)
     vol = np.random.default_rng(3).random((3, 40, 20)).astype(np.float32)
     inst = np.zeros(vol.shape, np.uint16)
     inst[:, 5:15] = 1
@@ -101,7 +117,7 @@ def test_instance_log_probs_shape_and_normalisation(tiny_weights):
 
 
 def test_sidecar_roundtrip_and_checksum(tiny_weights, tmp_path):
-    side = json.loads(M.sidecar_path(tiny_weights).read_text())
+    side = json.loads(sidecar_path(tiny_weights).read_text())
     for key in (
         "architecture",
         "encoder",
@@ -115,17 +131,17 @@ def test_sidecar_roundtrip_and_checksum(tiny_weights, tmp_path):
         "sha256",
     ):
         assert key in side
-    assert side["sha256"] == M.sha256_file(tiny_weights)
-    net, spec = M.load_network(tiny_weights)
-    assert spec.classes == M.SEMANTIC_CLASSES and spec.input_size == (64, 32)
+    assert side["sha256"] == sha256_file(tiny_weights)
+    net, spec = load_network(tiny_weights)
+    assert spec.classes == SEMANTIC_CLASSES and spec.input_size == (64, 32)
     # a modified file is refused
     bad = tmp_path / "bad.pt"
     bad.write_bytes(tiny_weights.read_bytes() + b"x")
-    M.sidecar_path(bad).write_text(M.sidecar_path(tiny_weights).read_text())
+    sidecar_path(bad).write_text(sidecar_path(tiny_weights).read_text())
     with pytest.raises(InputError, match="sha256"):
-        M.load_network(bad)
+        load_network(bad)
     with pytest.raises(InputError, match="sidecar"):
-        M.load_network(_no_sidecar(tmp_path))
+        load_network(_no_sidecar(tmp_path))
 
 
 def _no_sidecar(tmp_path):
@@ -137,18 +153,18 @@ def _no_sidecar(tmp_path):
 def test_fp16_storage_halves_file(tmp_path):
     torch.manual_seed(0)
     spec32, spec16 = tiny_spec(), tiny_spec(weights_dtype="float16")
-    net = M.build_network(spec32)
-    M.save_weights(net, spec32, tmp_path / "a.pt")
-    M.save_weights(net, spec16, tmp_path / "b.pt")
+    net = build_network(spec32)
+    save_weights(net, spec32, tmp_path / "a.pt")
+    save_weights(net, spec16, tmp_path / "b.pt")
     assert (tmp_path / "b.pt").stat().st_size < 0.6 * (tmp_path / "a.pt").stat().st_size
-    n16, _ = M.load_network(tmp_path / "b.pt")
+    n16, _ = load_network(tmp_path / "b.pt")
     x = torch.randn(1, 3, 64, 32)
     with torch.no_grad():
         np.testing.assert_allclose(n16(x).numpy(), net.eval()(x).numpy(), atol=0.05)
 
 
 def test_resnet_stages_beyond_depth_are_dropped():
-    net = M.build_network(tiny_spec())
+    net = build_network(tiny_spec())
     assert not hasattr(net.encoder, "layer3") and not hasattr(net.encoder, "layer4")
     with torch.no_grad():
         assert net(torch.zeros(2, 3, 64, 32)).shape == (2, 3, 64, 32)
@@ -158,23 +174,22 @@ def test_resnet_stages_beyond_depth_are_dropped():
 def test_onnx_export_matches_torch(tiny_weights, tmp_path, layout):
     """torch and ONNX Runtime agree, in both network layouts (thesis: N x 3 x AP x SI,
     top of the spine at the end of the SI axis)."""
-    pytest.importorskip("onnxruntime")
-    out = M.export_onnx(tiny_weights, tmp_path / f"m_{layout}.onnx", layout=layout)
+    out = export_onnx(tiny_weights, tmp_path / f"m_{layout}.onnx", layout=layout)
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     expect = ["batch", 3, 32, 64] if layout == "thesis" else ["batch", 3, 64, 32]
     assert sess.get_inputs()[0].shape == expect
     vol = np.random.default_rng(4).random((4, 90, 40)).astype(np.float32)
-    ref = M.load_model(tiny_weights).predict_proba(vol, (3, 1.5, 1.5))
-    onx = M.load_model(out, batch_size=3).predict_proba(vol, (3, 1.5, 1.5))
+    ref = load_model(tiny_weights).predict_proba(vol, (3, 1.5, 1.5))
+    onx = load_model(out, batch_size=3).predict_proba(vol, (3, 1.5, 1.5))
     np.testing.assert_allclose(onx, ref, atol=1e-4)
     if layout == "thesis":
         # the same file without its sidecar is recognised as a thesis-layout model by shape
         # (no resampling there, so only shapes and agreement with an explicit spec are checked)
         bare = tmp_path / "bare.onnx"
         bare.write_bytes(out.read_bytes())
-        m = M.load_model(bare)
+        m = load_model(bare)
         assert m.spec.layout == "thesis" and m.spec.n_classes == 3
         assert m.predict(vol[:2, :50, :30], (3, 1, 1)).shape == (2, 50, 30)
 
@@ -184,7 +199,7 @@ def test_export_onnx_cli(tiny_weights, tmp_path):
 
     out = tmp_path / "cli.onnx"
     assert main(["export-onnx", str(tiny_weights), str(out), "--layout", "thesis"]) == 0
-    assert out.exists() and json.loads(M.sidecar_path(out).read_text())["layout"] == "thesis"
+    assert out.exists() and json.loads(sidecar_path(out).read_text())["layout"] == "thesis"
 
 
 def test_spine_column_keeps_pieces_split_by_a_missed_disc():
@@ -199,14 +214,14 @@ def test_spine_column_keeps_pieces_split_by_a_missed_disc():
     sem[2, 70, 55] = 1  # stray voxel
     sem[:, 62:80, 48:60] = 1  # a blob as large as a body (2,160 mm³), 18 mm from the column
     sem[1:4, 60:64, 10:14] = 1  # a small blob (96 mm³) touching distance of the column
-    out = M.spine_column(sem, sp)
+    out = spine_column(sem, sp)
     np.testing.assert_array_equal(out[:, :60, 10:30], sem[:, :60, 10:30])
     assert out[2, 70, 55] == 0 and not out[:, 60:].any()
     # the published rule (largest component only) loses the lower body
-    assert not M.largest_component(sem)[:, 38:58].any()
+    assert not largest_component(sem)[:, 38:58].any()
     # a gap wider than max_gap_mm is not bridged
-    assert not M.spine_column(sem, sp, max_gap_mm=6.0)[:, 38:58].any()
-    assert M.spine_column(np.zeros((2, 2, 2), np.uint8), sp).sum() == 0
+    assert not spine_column(sem, sp, max_gap_mm=6.0)[:, 38:58].any()
+    assert spine_column(np.zeros((2, 2, 2), np.uint8), sp).sum() == 0
 
 
 def test_largest_component_drops_stray_blobs():
@@ -215,14 +230,14 @@ def test_largest_component_drops_stray_blobs():
     sem[1, 12:14, 3:6] = 2  # touches the body: same component
     sem[0, 18, 8] = 1  # stray voxel
     sem[2, 0, 0] = 2  # stray disc voxel
-    out = M.largest_component(sem)
+    out = largest_component(sem)
     assert out[0, 18, 8] == 0 and out[2, 0, 0] == 0
     np.testing.assert_array_equal(out[1], sem[1])
-    assert M.largest_component(np.zeros((2, 2, 2), np.uint8)).sum() == 0
+    assert largest_component(np.zeros((2, 2, 2), np.uint8)).sum() == 0
 
 
 def test_labeling_classes_union_schema():
-    cls = M.labeling_classes()
+    cls = labeling_classes()
     assert len(cls) == 50 and cls[0] == "background" and cls[1] == "C2" and cls[-1] == "S1"
 
 
@@ -242,27 +257,28 @@ def test_import_spinecensus_is_torch_free():
 def fresh_subjects():
     """Freshly generated synthetic subjects; seeds 7_000_000+ are never used in training
     (training uses seed*1e6 + {0, 1e5, 9e5} + i with seed 0)."""
-    synthetic = pytest.importorskip("spinecensus.synthetic.generator")
+    from spinecensus import synthetic
+
     anomalies = ("normal", "lumbarization", "sacralization")
     return [synthetic.generate_subject(7_000_000 + i, anomaly=a) for i, a in enumerate(anomalies)]
 
 
 def _shipped():
-    if not M.DEFAULT_SEGMENTATION_WEIGHTS.exists():
+    if not DEFAULT_SEGMENTATION_WEIGHTS.exists():
         pytest.skip("no shipped segmentation weights")
-    return M.load_model(M.DEFAULT_SEGMENTATION_WEIGHTS, threads=1)
+    return load_model(DEFAULT_SEGMENTATION_WEIGHTS, threads=1)
 
 
 def test_shipped_weights_checksum():
     """The shipped .pt files match the sha256 in their sidecars and the SHA256SUMS file."""
-    if not M.DEFAULT_SEGMENTATION_WEIGHTS.exists():
+    if not DEFAULT_SEGMENTATION_WEIGHTS.exists():
         pytest.skip("no shipped segmentation weights")
     sums = dict(
-        reversed(line.split()) for line in (M.WEIGHTS_DIR / "SHA256SUMS").read_text().splitlines()
+        reversed(line.split()) for line in (WEIGHTS_DIR / "SHA256SUMS").read_text().splitlines()
     )
-    for pt in sorted(M.WEIGHTS_DIR.glob("*.pt")):
-        spec = M.read_spec(pt)
-        assert spec is not None and spec.sha256 == M.sha256_file(pt) == sums[pt.name]
+    for pt in sorted(WEIGHTS_DIR.glob("*.pt")):
+        spec = read_spec(pt)
+        assert spec is not None and spec.sha256 == sha256_file(pt) == sums[pt.name]
         assert pt.stat().st_size < 8 * 2**20  # "a few MB"
         # every shipped figure says what it was measured on: synthetic subjects, or (the
         # real-MRI weights) the real validation scans with the synthetic figures apart
@@ -275,19 +291,19 @@ def test_shipped_segmentation_dice_and_whole_spine_labeling(fresh_subjects):
     """Synthetic: shipped weights reach Dice >= 0.90 (vertebra and disc) and whole-spine
     labeling accuracy >= 95 % (segment -> split -> count_labels, names vs ground truth) on
     fresh subjects of all three variants."""
-    from spinecensus.naming import labeling
+    from spinecensus.naming import counting
     from spinecensus.split import instances as split
-    from spinecensus.train import training
+    from spinecensus.train import metrics
 
     model = _shipped()
     dices, accs = [], []
     for sub in fresh_subjects:
         pred = model.predict_semantic(sub.image, sub.spacing_mm)
-        d = training.dice_per_class(pred, np.asarray(sub.semantic), [1, 2])
+        d = metrics.dice_per_class(pred, np.asarray(sub.semantic), [1, 2])
         dices.append((d[1], d[2]))
         res = split.split_instances(pred, sub.spacing_mm)
-        names = labeling.count_labels(res).id_to_name
-        accs.append(training.name_accuracy(res.instances, names, sub.instances, sub.id_to_name))
+        names = counting.count_labels(res).id_to_name
+        accs.append(metrics.name_accuracy(res.instances, names, sub.instances, sub.id_to_name))
     dices = np.asarray(dices)
     assert dices.mean(axis=0).min() >= 0.90, dices
     assert np.mean(accs) >= 0.95, accs
@@ -299,26 +315,26 @@ def test_shipped_labeler_small_fov(fresh_subjects):
     lumbarization and sacralization subjects exactly right (held-out eval: 96-98 % per V,
     100 crops each; allowed here: 2 misses in 24); on the whole ground-truth spines the
     count decides and a disagreeing labeler is flagged."""
-    if not M.DEFAULT_LABELING_WEIGHTS.exists():
+    if not DEFAULT_LABELING_WEIGHTS.exists():
         pytest.skip("no shipped labeler weights")
-    from spinecensus.naming import labeling
+    from spinecensus import synthetic
+    from spinecensus.naming import counting, labeler, vote
     from spinecensus.split import instances as split
-    from spinecensus.synthetic import generator as synthetic
-    from spinecensus.train import training
+    from spinecensus.train import evaluation
 
-    model = M.load_model(M.DEFAULT_LABELING_WEIGHTS, threads=1)
+    model = load_model(DEFAULT_LABELING_WEIGHTS, threads=1)
     rng = np.random.default_rng(0)
     correct, agree = [], []
     for sub in fresh_subjects:
-        for v in training.EVAL_V:
+        for v in evaluation.EVAL_V:
             for _ in range(2):
                 crop = synthetic.crop_fov(sub, v, rng)
-                names, _ = training.label_crop(model, crop, "vote")
+                names, _ = evaluation.label_crop(model, crop, "vote")
                 correct.append(names == [crop.id_to_name[i] for i in sorted(crop.id_to_name)])
         res = split.split_instances(sub.semantic, sub.spacing_mm)
         votes = model.predict_structure_classes(sub.image, sub.spacing_mm, sub.semantic > 0)
-        lab = labeling.label_with_model(
-            res, labeling.vote_log_probs(res.instances, votes), labeling.count_labels(res)
+        lab = labeler.label_with_model(
+            res, vote.vote_log_probs(res.instances, votes), counting.count_labels(res)
         )
         # the count decides these whole spines; where the labeler disagrees (it still
         # misses some sacralizations: L4-S1 read as L4-L5) that is flagged, never hidden
@@ -339,16 +355,16 @@ def test_predict_structure_classes_union_votes_inside_foreground():
     vol = np.random.default_rng(4).random((3, 40, 20)).astype(np.float32)
     fg = np.zeros(vol.shape, bool)
     fg[:, 10:30, 5:15] = True
-    union = M.labeling_classes()
+    union = labeling_classes()
     spec = tiny_spec(task="labeling", classes=union)
-    model = M.SegmentationModel.from_network(M.build_network(spec).eval(), spec)
+    model = SegmentationModel.from_network(build_network(spec).eval(), spec)
     votes = model.predict_structure_classes(vol, (3, 1, 1), fg)
     assert votes.dtype == np.uint8 and votes.shape == vol.shape
     assert (votes[~fg] == 0).all() and (votes[fg] >= 1).all() and votes.max() <= 49
 
     normal = ("background", *labels.structures("normal"))
     spec47 = tiny_spec(task="labeling", classes=normal)
-    m47 = M.SegmentationModel.from_network(M.build_network(spec47).eval(), spec47)
+    m47 = SegmentationModel.from_network(build_network(spec47).eval(), spec47)
     v47 = m47.predict_structure_classes(vol, (3, 1, 1))
     allowed = {union.index(n) for n in labels.structures("normal") if n != "L5-S1"}
     allowed.add(union.index("L6-S1"))  # the normal schema's L5-S1 is the union's L6-S1

@@ -1,4 +1,4 @@
-"""`spinecensus split` and spinecensus.census.pipeline: synthetic phantom masks."""
+"""`spinecensus split` and spinecensus.census.subject_analysis: synthetic phantom masks."""
 
 from __future__ import annotations
 
@@ -15,7 +15,11 @@ from spine_phantom import make_phantom
 
 from spinecensus import io as sio
 from spinecensus.anatomy import labels
-from spinecensus.census.pipeline import analyse_semantic, process_semantic, write_subject_outputs
+from spinecensus.census.subject_analysis import (
+    analyse_semantic,
+    process_semantic,
+    write_subject_outputs,
+)
 from spinecensus.cli import main
 from spinecensus.split.instances import UNSPLITTABLE_NO_DISCS
 
@@ -105,10 +109,16 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
     junk = tmp / "junk.nii.gz"
     junk.write_bytes(gzip.compress(b"not a nifti at all" * 20))
     out["not nifti"] = (junk, "not a readable NIfTI")
-    full = write_canonical(good, (1, 1, 1), tmp / "full.nii.gz")
+    # a mask large enough that half its gzip stream still holds the whole header: the data
+    # are what is cut off
+    noise = np.random.default_rng(0).integers(0, 3, (4, 64, 64)).astype(np.uint8)
+    full = write_canonical(noise, (1, 1, 1), tmp / "full.nii.gz")
     trunc = tmp / "trunc.nii.gz"
-    trunc.write_bytes(full.read_bytes()[:60])
-    out["truncated"] = (trunc, "")
+    trunc.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    out["truncated"] = (trunc, "truncated or corrupt image data")
+    header_cut = tmp / "header_cut.nii.gz"
+    header_cut.write_bytes(full.read_bytes()[:60])
+    out["header cut"] = (header_cut, "not a readable NIfTI")
     bad_labels = good.copy()
     bad_labels[0, 0, 0] = 7
     out["labels"] = (write_canonical(bad_labels, (1, 1, 1), tmp / "lab.nii.gz"), "labels")

@@ -31,7 +31,7 @@ import pytest
 from corpus_loader import load_corpus_module
 
 from spinecensus import io
-from spinecensus.io import checks, dicom
+from spinecensus.io import checks, dicom_series, dicom_write
 
 make_corpus = load_corpus_module()
 
@@ -125,12 +125,13 @@ def grep_tree(root: Path) -> dict[str, list[str]]:
 
 def write_phi_series(folder: Path, seed: int = 0, **kw) -> tuple[Path, Path]:
     """A synthetic subject as a planted-PHI DICOM series + its semantic mask NIfTI."""
-    synthetic = pytest.importorskip("spinecensus.synthetic.generator")
+    from spinecensus import synthetic
+
     subj = synthetic.generate_subject(seed, "normal", synthetic.SyntheticConfig.tiny())
     img, sem, _inst = subj.to_nifti()
     lr = int(np.argmax(np.abs(img.affine[0, :3])))
     tags = {k: v for k, v in PHI.items() if k != "SeriesInstanceUID"}
-    dicom.write_series(
+    dicom_write.write_series(
         np.asarray(img.dataobj),
         img.affine,
         folder,
@@ -225,7 +226,7 @@ def test_error_messages_carry_no_phi(
         msgs = _errors_of_broken_series(tmp_path)
     assert "folder holds 2 DICOM series" in msgs[0]
     assert "SAG T1" in msgs[0]
-    assert f"uid#{dicom.series_fingerprint(PHI['SeriesInstanceUID'])}" in msgs[0]
+    assert f"uid#{dicom_series.series_fingerprint(PHI['SeriesInstanceUID'])}" in msgs[0]
     assert "slice(s) missing" in msgs[1]
     assert "cannot decode DICOM pixel data" in msgs[2]
     assert "truncated" in msgs[3]
@@ -243,14 +244,15 @@ def test_per_subject_workflow_functions_carry_no_phi(
     """The workflow's per-subject functions (segment with ground truth, analyse, aggregate)
     on a planted-PHI DICOM subject plus a broken one: no token in any output file, table,
     table metadata or console line (synthetic)."""
-    cohort = pytest.importorskip("spinecensus.census.cohort")
+    from spinecensus.census import aggregate_job, analyse_job, segment_job
+
     folder, sem = write_phi_series(tmp_path / "in" / "P001")
     broken, sem2 = write_phi_series(tmp_path / "in" / "P002")
     victim = sorted(broken.iterdir())[3]
     victim.write_bytes(victim.read_bytes()[:-64])
     results = tmp_path / "results"
     seg = results / "segmentation" / "b00000"
-    cohort.segment_batch(
+    segment_job.segment(
         ["P001", "P002"],
         [str(folder), str(broken)],
         seg,
@@ -258,8 +260,8 @@ def test_per_subject_workflow_functions_carry_no_phi(
         semantics=[str(sem), str(sem2)],
     )
     for s, img in (("P001", folder), ("P002", broken)):
-        cohort.analyse_subject(s, seg, results / "subjects" / s, image=str(img))
-    cohort.aggregate_cohort(results / "subjects", ["P001", "P002"], results / "tables")
+        analyse_job.analyse(s, seg, results / "subjects" / s, image=str(img))
+    aggregate_job.aggregate(results / "subjects", ["P001", "P002"], results / "tables")
     summary = (results / "subjects" / "P001" / "summary.json").read_text()
     assert '"status": "ok"' in summary
     assert (results / "subjects" / "P002" / "failed.json").exists()

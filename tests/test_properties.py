@@ -1,6 +1,6 @@
 """Hypothesis property tests of instance splitting and count labeling (synthetic spines).
 
-Inputs are synthetic whole spines from ``spinecensus.synthetic.generator`` with random seed,
+Inputs are synthetic whole spines from ``spinecensus.synthetic`` with random seed,
 anomaly, curvature, rotation, spacing and field of view (``crop_fov``), then a random
 permutation and flips of the array axes (spacing and the cranial direction follow).
 
@@ -31,14 +31,13 @@ import itertools
 from dataclasses import replace
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-synthetic = pytest.importorskip("spinecensus.synthetic.generator")
+from spinecensus import synthetic
 from spinecensus.anatomy import labels  # noqa: E402
-from spinecensus.naming.labeling import count_labels  # noqa: E402
+from spinecensus.naming.counting import count_labels  # noqa: E402
 from spinecensus.split.instances import CANONICAL_CRANIAL, split_instances  # noqa: E402
 
 SETTINGS = settings(

@@ -1,5 +1,5 @@
-"""The labeler fine-tuned on real scans' named levels (``spinecensus.train.reallabel``) and the
-ignore-index training it needs (``spinecensus.train.training``).
+"""The labeler fine-tuned on real scans' named levels (``spinecensus.train.real_labeler``) and
+the ignore-index training it needs (``spinecensus.train.loop``, ``spinecensus.train.slice_bank``).
 
 The target, bank and loss tests use tiny synthetic arrays and tensors (stated in each
 docstring).  Tests marked ``real`` read ``../shared/data/real`` (never copied into the
@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from spinecensus.anatomy import labels
-from spinecensus.train import realdata as rd
-from spinecensus.train import realeval as rev
-from spinecensus.train import reallabel, training
+from spinecensus.naming import vote
+from spinecensus.train import loop, real_labeler, real_subject_eval, slice_bank
+from spinecensus.train import real_data as rd
+from spinecensus.train import real_splits as rs
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
 needs_real = pytest.mark.skipif(
@@ -44,14 +45,14 @@ def test_named_targets_carry_union_classes_and_ignore_the_rest() -> None:
     """Synthetic mask: named discs get their union class (L5-S1 in the "disc above the
     sacrum" column, as the synthetic labeler learned it), every other voxel is ignored;
     a scan without stated levels gives no target."""
-    target = reallabel.named_class_map(_sample({1: "L4-L5", 2: "L5-S1"}))
+    target = real_labeler.named_class_map(_sample({1: "L4-L5", 2: "L5-S1"}))
     assert target is not None
     names = labels.all_names()
     assert np.all(target[:, 5:9, 2:8] == names.index("L4-L5") + 1)
     assert np.all(target[:, 20:24, 2:8] == names.index("L6-S1") + 1)
-    assert np.all(target[:, 10:19] == reallabel.IGNORE)
-    assert np.all(target[:, :, 0] == reallabel.IGNORE)
-    assert reallabel.named_class_map(_sample({1: "unknown_1", 2: "unknown_2"}, False)) is None
+    assert np.all(target[:, 10:19] == real_labeler.IGNORE)
+    assert np.all(target[:, :, 0] == real_labeler.IGNORE)
+    assert real_labeler.named_class_map(_sample({1: "unknown_1", 2: "unknown_2"}, False)) is None
 
 
 def test_ignored_voxels_carry_no_loss() -> None:
@@ -59,14 +60,14 @@ def test_ignored_voxels_carry_no_loss() -> None:
     neither the cross-entropy nor the soft Dice term; elsewhere it does."""
     torch.manual_seed(0)
     target = torch.randint(0, 4, (2, 6, 5))
-    target[:, :3] = reallabel.IGNORE
+    target[:, :3] = real_labeler.IGNORE
     logits = torch.randn(2, 4, 6, 5)
     other = logits.clone()
     other[:, :, :3] = torch.randn(2, 4, 3, 5) * 5
 
     def loss(lg: torch.Tensor) -> float:
-        ce = torch.nn.functional.cross_entropy(lg, target, ignore_index=reallabel.IGNORE)
-        return float(ce + training._dice_loss(lg, target, reallabel.IGNORE))
+        ce = torch.nn.functional.cross_entropy(lg, target, ignore_index=real_labeler.IGNORE)
+        return float(ce + loop.dice_loss(lg, target, real_labeler.IGNORE))
 
     assert loss(logits) == pytest.approx(loss(other), abs=1e-6)
     changed = logits.clone()
@@ -74,7 +75,7 @@ def test_ignored_voxels_carry_no_loss() -> None:
     assert loss(changed) != pytest.approx(loss(logits), abs=1e-3)
 
 
-def _bank(n_volumes: int, value: int, ignore: int | None) -> training.SliceBank:
+def _bank(n_volumes: int, value: int, ignore: int | None) -> slice_bank.SliceBank:
     """Synthetic bank: ``n_volumes`` volumes of 4 slices, one supervised square each."""
     images, targets = [], []
     for _ in range(n_volumes):
@@ -83,23 +84,24 @@ def _bank(n_volumes: int, value: int, ignore: int | None) -> training.SliceBank:
         images.append(np.zeros((4, 16, 12), np.float16))
         targets.append(t)
     index = np.array([(v, s) for v in range(n_volumes) for s in range(4)])
-    return training.SliceBank(images, targets, index)
+    return slice_bank.SliceBank(images, targets, index)
 
 
 def test_mixed_bank_reaches_the_real_share_and_pads_with_ignore() -> None:
     """Synthetic banks: 1 real volume against 9 synthetic ones; about half the sampled
     slices are real, and crops running past the slice are padded with the ignore value."""
-    real = _bank(1, 7, reallabel.IGNORE)
+    real = _bank(1, 7, real_labeler.IGNORE)
     synthetic = _bank(9, 3, None)
-    bank = reallabel.mixed_bank(real, synthetic, 0.5)
+    bank = real_labeler.mixed_bank(real, synthetic, 0.5)
     is_real = bank.index[:, 0] < 1
     assert is_real.mean() == pytest.approx(0.5, abs=0.05)
-    x, y = training._sample_batch(bank, np.random.default_rng(0), 64, (24, 12), reallabel.IGNORE)
+    rng = np.random.default_rng(0)
+    x, y = slice_bank.sample_batch(bank, rng, 64, (24, 12), real_labeler.IGNORE)
     assert x.shape == (64, 3, 24, 12)
-    assert set(torch.unique(y).tolist()) <= {0, 3, 7, reallabel.IGNORE}
-    assert bool((y[:, 16:] == reallabel.IGNORE).all())  # rows beyond the 16-row slices
+    assert set(torch.unique(y).tolist()) <= {0, 3, 7, real_labeler.IGNORE}
+    assert bool((y[:, 16:] == real_labeler.IGNORE).all())  # rows beyond the 16-row slices
     with pytest.raises(ValueError, match="no real slice"):
-        reallabel.mixed_bank(_bank(0, 7, reallabel.IGNORE), synthetic, 0.5)
+        real_labeler.mixed_bank(_bank(0, 7, real_labeler.IGNORE), synthetic, 0.5)
 
 
 def test_evaluation_uses_the_given_namer() -> None:
@@ -107,13 +109,13 @@ def test_evaluation_uses_the_given_namer() -> None:
     level; the default (sacrum rule) finds no sacrum in two discs and names nothing."""
     sample = _sample({1: "L4-L5", 2: "L5-S1"})
     pred = np.asarray(sample.semantic)
-    plain = rev.evaluate_subject(sample, pred)
+    plain = real_subject_eval.evaluate_subject(sample, pred)
     assert plain.row["n_named_correct"] == 0 and plain.row["n_named_wrong"] == 0
 
     def namer(split):  # type: ignore[no-untyped-def]
         return {i + 1: n for i, n in enumerate(["L4-L5", "L4-L5"][: split.n_instances])}
 
-    named = rev.evaluate_subject(sample, pred, namer=namer)
+    named = real_subject_eval.evaluate_subject(sample, pred, namer=namer)
     assert named.row["n_named_correct"] == 1 and named.row["n_named_wrong"] == 1
     assert "L5-S1: named L4-L5" in named.row["misses"]
 
@@ -125,16 +127,16 @@ def test_real_targets_name_every_annotated_level() -> None:
     annotated level and nothing else supervised; VB1 gives none."""
     for s in rd.load_manifest(REAL):
         loaded = s.load()
-        target = reallabel.named_class_map(loaded)
+        target = real_labeler.named_class_map(loaded)
         if not s.levels_known:
             assert target is None
             continue
         assert target is not None
         inst = np.asarray(loaded.instances)
-        assert np.all((target != reallabel.IGNORE) == (inst > 0))
+        assert np.all((target != real_labeler.IGNORE) == (inst > 0))
         got = {int(c) for c in np.unique(target[inst > 0])}
         want = {
-            labels.all_names().index(reallabel.labeling.union_column(n)) + 1
+            labels.all_names().index(vote.union_column(n)) + 1
             for i, n in s.level_names.items()
             if (inst == i).any()
         }
@@ -142,12 +144,12 @@ def test_real_targets_name_every_annotated_level() -> None:
 
 
 def test_config_from_dict_ignores_unknown_keys() -> None:
-    cfg = reallabel.RealLabelerConfig.from_dict({"steps": 5, "crop": [64, 32], "other": 1})
+    cfg = real_labeler.RealLabelerConfig.from_dict({"steps": 5, "crop": [64, 32], "other": 1})
     assert cfg.steps == 5 and cfg.crop == (64, 32)
     assert dataclasses.asdict(cfg)["fold"] == 0
     # the training seed is apart from the split's: a repeat judges the same folds
     assert cfg.train_seed is None
-    assert reallabel.RealLabelerConfig.from_dict({"train_seed": 1}).seed == 0
+    assert real_labeler.RealLabelerConfig.from_dict({"train_seed": 1}).seed == 0
 
 
 @pytest.mark.real
@@ -156,21 +158,21 @@ def test_fine_tune_names_its_data_and_keeps_the_validation_scans_out(tmp_path: P
     """A 3-step fine-tune on fold 1's named real scans (no synthetic windows): the
     sidecar lists exactly the training side's named scans, none of VB1 (levels unknown),
     none of the validation side, and the start weights' digest."""
-    from spinecensus.segment.model import (
+    from spinecensus.segment.weights import (
         DEFAULT_LABELING_WEIGHTS,
         load_model,
         read_spec,
         sha256_file,
     )
 
-    out = reallabel.train_real_labeler(
+    out = real_labeler.train_real_labeler(
         {"root": str(REAL), "fold": 1, "steps": 3, "batch_size": 2, "threads": 1},
         tmp_path / "lab.pt",
     )
     spec = read_spec(out)
     assert spec is not None and spec.task == "labeling" and len(spec.classes) == 50
     t = spec.training
-    train, val = rd.split_subjects(rd.load_manifest(REAL), 0.34, 0, 1)
+    train, val = rs.split_subjects(rd.load_manifest(REAL), 0.34, 0, 1)
     assert t["real_train_subjects"] == [s.key for s in train if s.levels_known]
     assert t["real_validation_subjects"] == [s.key for s in val]
     assert not any(k.startswith("VB1") for k in t["real_train_subjects"])

@@ -203,7 +203,7 @@ def test_split_missing_disc_gives_two_piece_vertebra():
 
 def test_validity_flags_disc_touching_non_adjacent_vertebra():
     """Hand-made instance map V D V D V where disc 2 also touches vertebra 5."""
-    from spinecensus.split.instances import _validity
+    from spinecensus.split.validity import check_validity
 
     inst = np.zeros((1, 9, 6), dtype=np.uint16)
     inst[0, 0:2, :] = 1
@@ -214,11 +214,11 @@ def test_validity_flags_disc_touching_non_adjacent_vertebra():
     inst[0, 2:7, 5] = [2, 2, 2, 2, 5]  # disc 2 reaches down along the side
     inst[0, 6:9, 5] = 5
     kinds = ["vertebra", "disc", "vertebra", "disc", "vertebra"]
-    reasons = _validity(inst, kinds, fragment_voxels=1, min_contact_faces=1)
+    reasons = check_validity(inst, kinds, fragment_voxels=1, min_contact_faces=1)
     assert any("disc instance 2 touches non-adjacent vertebra 5" in r for r in reasons)
     ok = np.zeros_like(inst)
     ok[0, :, :5] = inst[0, :, :5]
-    assert _validity(ok, kinds, fragment_voxels=1, min_contact_faces=1) == []
+    assert check_validity(ok, kinds, fragment_voxels=1, min_contact_faces=1) == []
 
 
 @pytest.mark.parametrize(
@@ -312,7 +312,7 @@ def _best_match_dice(pred: np.ndarray, truth: np.ndarray) -> dict[int, tuple[int
 def test_split_synthetic_small_fov(synthetic_subjects, v):
     """Synthetic small-FOV crops (V whole vertebrae, cut neighbours kept): valid, every
     whole vertebra recovered (Dice >= 0.95) in cranio-caudal order."""
-    from spinecensus.synthetic.generator import crop_fov
+    from spinecensus.synthetic import crop_fov
 
     rng = np.random.default_rng(v)
     for s in synthetic_subjects:

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from spinecensus import cli, io
+from spinecensus import synthetic as syn
 from spinecensus.anatomy import labels
-from spinecensus.synthetic import generator as syn
+from spinecensus.synthetic import tissues
+from spinecensus.synthetic.cohort import _cohort_draw
 
 TINY = syn.SyntheticConfig.tiny()
 
@@ -255,7 +257,7 @@ def test_sample_anomaly_prevalence():
 def test_cohort_anomaly_prevalence():
     """synthetic: per-subject cohort draws follow the prevalences (no image generation)."""
     n = 6000
-    an = [syn._cohort_draw(77, i, 0.2, 0.1)[0] for i in range(n)]
+    an = [_cohort_draw(77, i, 0.2, 0.1)[0] for i in range(n)]
     for name, p in (("lumbarization", 0.2), ("sacralization", 0.1)):
         assert abs(an.count(name) / n - p) < 5 * np.sqrt(p * (1 - p) / n)
 
@@ -282,9 +284,9 @@ def test_cli_synth(tmp_path: Path, capsys):
 @pytest.mark.parametrize(
     ("contrast", "brighter", "darker"),
     [
-        ("t2", syn.CSF, syn.MARROW),
-        ("t1", syn.MARROW, syn.CSF),
-        ("fat_bright", syn.MARROW, syn.NUCLEUS),
+        ("t2", tissues.CSF, tissues.MARROW),
+        ("t1", tissues.MARROW, tissues.CSF),
+        ("fat_bright", tissues.MARROW, tissues.NUCLEUS),
     ],
 )
 def test_contrast_tables_order_tissues_like_real_scans(contrast, brighter, darker):

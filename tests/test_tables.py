@@ -9,12 +9,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from spinecensus.census import tables
+from spinecensus.census import prevalence, tables
 
 
 def test_wilson_known_values():
     # 0/10 and 5/10: textbook values; 66/1000 worked by hand from the Wilson formula
-    low, high = tables.wilson_interval(np.array([0, 5, 66]), np.array([10, 10, 1000]))
+    low, high = prevalence.wilson_interval(np.array([0, 5, 66]), np.array([10, 10, 1000]))
     assert low[0] == pytest.approx(0.0, abs=1e-12)
     assert high[0] == pytest.approx(0.27753, abs=1e-4)
     assert low[1] == pytest.approx(0.23659, abs=1e-4)
@@ -24,7 +24,7 @@ def test_wilson_known_values():
 
 
 def test_wilson_zero_denominator_is_nan():
-    low, high = tables.wilson_interval(0, 0)
+    low, high = prevalence.wilson_interval(0, 0)
     assert np.isnan(low) and np.isnan(high)
 
 
@@ -61,7 +61,7 @@ def _subjects():
 
 def test_prevalence_strata_and_denominators():
     """Synthetic table: denominator excludes undetermined and failed subjects."""
-    prev = tables.prevalence_table(_subjects(), ["sex", "age"]).to_pandas()
+    prev = prevalence.prevalence_table(_subjects(), ["sex", "age"]).to_pandas()
     allrow = prev[(prev.status == "lumbarization") & (prev.stratum == "all")].iloc[0]
     assert allrow.denominator == 6 and allrow.n == 2
     assert allrow.prevalence == pytest.approx(2 / 6)
@@ -140,7 +140,7 @@ def test_aggregate_writes_four_tables_with_metadata(tmp_path):
             "anomaly": ["normal", "lumbarization", "normal"],
         }
     )
-    paths = tables.aggregate(
+    paths = tables.write_cohort_tables(
         summaries, structs, tmp_path / "tables", sheet=sheet, config={"samples": ""}
     )
     st = pq.read_table(paths["structures"])

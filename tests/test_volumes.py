@@ -10,7 +10,7 @@ from spine_phantom import make_phantom
 from spinecensus import io as sio
 from spinecensus.anatomy import labels
 from spinecensus.measure.volumes import structure_table
-from spinecensus.naming.labeling import count_labels
+from spinecensus.naming.counting import count_labels
 from spinecensus.split.instances import split_instances
 
 

@@ -11,8 +11,24 @@ from pathlib import Path
 
 import numpy as np
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+
+def current_umask() -> int:
+    """The process's file-mode creation mask, read without changing it.
+
+    Linux reports it in ``/proc/self/status``; elsewhere it can only be read by setting it,
+    so it is set and restored at once.  Read per call (not at import): importing the
+    package changes no process-wide state, and a umask set later by the host is honoured.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -31,7 +47,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     )
     os.close(fd)
     # mkstemp creates 0600; give the output the permissions a plain open() would (umask)
-    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.chmod(tmp, 0o666 & ~current_umask())
     tmp_path = Path(tmp)
     try:
         yield tmp_path

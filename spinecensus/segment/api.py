@@ -82,7 +82,7 @@ class SegmentationInference:
         threads: CPU threads for torch / ONNX Runtime.
         field_of_view: ``"whole_spine"`` (count from C2) or ``"lumbar"`` (C2 not in view:
             levels named upward from the sacrum, status withheld; see
-            :func:`spinecensus.naming.labeling.count_labels`).
+            :func:`spinecensus.naming.counting.count_labels`).
     """
 
     def __init__(
@@ -97,7 +97,7 @@ class SegmentationInference:
         field_of_view: str = "whole_spine",
     ):
         from spinecensus.naming.labeling import check_field_of_view
-        from spinecensus.segment.model import DEFAULT_SEGMENTATION_WEIGHTS, load_model
+        from spinecensus.segment.weights import DEFAULT_SEGMENTATION_WEIGHTS, load_model
 
         self.field_of_view = check_field_of_view(field_of_view)
 
@@ -151,18 +151,19 @@ class SegmentationInference:
         semantic = self.model.predict_semantic(canon, sp).astype(np.uint8)
         if only_2class_segmentation:
             return SegmentationResult(back(semantic), None, {})
-        from spinecensus.naming import labeling
+        from spinecensus.naming.labeler import label_split
+        from spinecensus.naming.vote import to_union_columns
         from spinecensus.split import instances as split
 
         res = split.split_instances(semantic, sp)
         logp = None
         if self.labeler is not None and int(np.max(res.instances, initial=0)) > 0:
             # a thesis 45/47-class labeler's columns -> the union's 49 (identity for ours)
-            logp = labeling.to_union_columns(
+            logp = to_union_columns(
                 self.labeler.instance_log_probs(canon, sp, res.instances),
                 self.labeler.spec.classes[1:],
             )
-        lab = labeling.label_split(res, logp, self.field_of_view)
+        lab = label_split(res, logp, self.field_of_view)
         try:
             id_to_label = {int(k): str(v) for k, v in lab.id_to_name.items()}
         except AttributeError as exc:  # pragma: no cover - contract violation

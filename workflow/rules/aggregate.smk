@@ -1,5 +1,10 @@
 # Cohort tables (rebuilt from the per-subject files on every run, written atomically) and
-# the cohort QC figures of the report.
+# the cohort QC figures of the report. Rule aggregate runs
+# spinecensus.census.aggregate_job.aggregate (`python -m spinecensus.census aggregate`), rule
+# cohort_qc spinecensus.census.cohort_figures.cohort_qc (`... cohort-qc`), rule
+# failure_guard spinecensus.census.failure_guard.failure_guard (`... failure-guard`): the run
+# fails, tables kept, when more than qc.max_failed_fraction of the subjects failed or every
+# subject of a segmentation batch did.
 
 
 rule aggregate:
@@ -33,7 +38,7 @@ rule aggregate:
         out=lambda wildcards, output: os.path.dirname(output.subjects),
         config=json.dumps(config, sort_keys=True, default=str),
     shell:
-        "python -m spinecensus.census.cohort aggregate --subjects-dir {params.subjects_dir:q} "
+        "python -m spinecensus.census aggregate --subjects-dir {params.subjects_dir:q} "
         "--sheet {input.sheet:q} --config {params.config:q} --out {params.out:q} "
         "> {log:q} 2>&1"
 
@@ -66,5 +71,31 @@ rule cohort_qc:
     params:
         tables=lambda wildcards, input: os.path.dirname(input.prevalence),
     shell:
-        "python -m spinecensus.census.cohort cohort-qc --tables {params.tables:q} "
+        "python -m spinecensus.census cohort-qc --tables {params.tables:q} "
         "--prevalence-png {output.prevalence:q} --volumes-png {output.volumes:q} > {log:q} 2>&1"
+
+
+rule failure_guard:
+    input:
+        subjects=rules.aggregate.output.subjects,
+        failures=rules.aggregate.output.failures,
+        batches=expand(f"{RESULTS}/segmentation/{{batch}}", batch=sorted(BATCHES)),
+    output:
+        f"{RESULTS}/tables/failure_guard.txt",
+    log:
+        f"{RESULTS}/logs/failure_guard.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/failure_guard.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        tables=lambda wildcards, input: os.path.dirname(input.subjects),
+        max_failed_fraction=config.get("qc", {}).get("max_failed_fraction", 0.2),
+    shell:
+        "python -m spinecensus.census failure-guard --tables {params.tables:q} "
+        "--marker {output:q} --max-failed-fraction {params.max_failed_fraction} "
+        "--seg-dirs {input.batches:q} > {log:q} 2>&1"

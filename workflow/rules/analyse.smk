@@ -1,6 +1,7 @@
 # Per subject: instance splitting + labeling + volumes + QC PNG in one light process (no
 # torch). Subject-level errors are caught inside (failed.json + summary status "failed") so
 # the job exits 0 and the cohort goes on.
+# Runs spinecensus.census.analyse_job.analyse (`python -m spinecensus.census analyse`).
 #
 # Reruns: the job depends on its batch's segmentation folder, so re-segmenting a batch (e.g.
 # because one subject's image changed) reruns the analyses of that batch's subjects
@@ -36,7 +37,7 @@ rule analyse:
         out=lambda wildcards, output: os.path.dirname(output.summary),
         field_of_view=config["labeling"].get("field_of_view", "whole_spine"),
     shell:
-        "python -m spinecensus.census.cohort analyse --subject {wildcards.subject} "
+        "python -m spinecensus.census analyse --subject {wildcards.subject} "
         "--seg-dir {input.seg:q} --image={params.image:q} "
         "--field-of-view {params.field_of_view} "
         "--out {params.out:q} > {log:q} 2>&1"

@@ -13,12 +13,29 @@ from snakemake.utils import validate
 REPO = Path(workflow.basedir)
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from spinecensus.census import cohort  # noqa: E402
+from spinecensus.census.batches import (  # noqa: E402
+    batch_of,
+    make_batches,
+    synthetic_subject_ids,
+)
+from spinecensus.census.environment import prepare_job_environment  # noqa: E402
+from spinecensus.census.run_summary import run_summary  # noqa: E402
+from spinecensus.census.sheet import (  # noqa: E402
+    SampleSheetError,
+    read_sheet,
+    resolve_paths,
+)
+from spinecensus.io import InputError  # noqa: E402
+from spinecensus.segment.weights import (  # noqa: E402
+    WeightsTaskError,
+    check_weights_file,
+    weights_file,
+)
 
-# Jobs run `python -m spinecensus.census.cohort ...` with the Python of the environment snakemake
+# Jobs run `python -m spinecensus.census ...` with the Python of the environment snakemake
 # runs in (the active venv) unless a software-deployment method (conda) activates its own
 # environment first; PYTHONPATH lets either find this checkout's package sources.
-cohort.prepare_job_environment(REPO)
+prepare_job_environment(REPO)
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -33,17 +50,17 @@ if SYNTHETIC:
     # the generator's subject IDs are a function of n, so the DAG is known before the
     # cohort exists (no checkpoint needed)
     SHEET = f"{RESULTS}/synthetic/samples.tsv"
-    SUBJECTS = sorted(cohort.synthetic_subject_ids(int(config["synthetic"]["n"])))
+    SUBJECTS = sorted(synthetic_subject_ids(int(config["synthetic"]["n"])))
     IMAGES = {s: f"{RESULTS}/synthetic/{s}/image.nii.gz" for s in SUBJECTS}
     SEMANTICS = {s: f"{RESULTS}/synthetic/{s}/semantic.nii.gz" for s in SUBJECTS}
 else:
     SHEET = config["samples"]
     try:
-        _sheet = cohort.read_sheet(SHEET)
-    except cohort.SampleSheetError as exc:
+        _sheet = read_sheet(SHEET)
+    except SampleSheetError as exc:
         raise WorkflowError(str(exc))
     validate(_sheet, "../schemas/samples.schema.yaml")
-    _sheet = cohort.resolve_paths(_sheet, SHEET)
+    _sheet = resolve_paths(_sheet, SHEET)
     SUBJECTS = sorted(_sheet["subject"])
     IMAGES = {s: (p or "") for s, p in zip(_sheet["subject"], _sheet["image"])}
     if "semantic" in _sheet.columns:
@@ -59,8 +76,23 @@ else:
 if not SUBJECTS:
     raise WorkflowError(f"sample sheet {SHEET}: no subjects")
 
-BATCHES = cohort.make_batches(SUBJECTS, int(SEG.get("subjects_per_job", 25)))
-BATCH_OF = cohort.batch_of(BATCHES)
+BATCHES = make_batches(SUBJECTS, int(SEG.get("subjects_per_job", 25)))
+BATCH_OF = batch_of(BATCHES)
+
+# Weights are checked before any job: a missing file, or a labeler given as the segmenter
+# (or the reverse), stops the run here, naming the file and both tasks.
+try:
+    if METHOD == "model":
+        check_weights_file(
+            weights_file(SEG.get("weights") or "shipped", "segmentation"),
+            "segmentation",
+        )
+    if (config.get("labeling") or {}).get("weights"):
+        check_weights_file(
+            weights_file(config["labeling"]["weights"], "labeling"), "labeling"
+        )
+except (InputError, WeightsTaskError) as exc:
+    raise WorkflowError(str(exc))
 
 
 def existing(paths):
@@ -117,7 +149,7 @@ def _autolabel_weights(wildcards):
     given = (config.get("train") or {}).get("segmentation_weights") or ""
     if not given:
         return f"{TRAIN_DIR}/segmentation.pt"
-    from spinecensus.segment.model import weights_file
+    from spinecensus.segment.weights import weights_file
 
     return str(weights_file(given, "segmentation"))
 
@@ -135,7 +167,7 @@ REAL_CV_VARIANT = str(_TR.get("cv_variant", "pretrained_mixed"))
 
 
 def _real_folds():
-    from spinecensus.train.realdata import n_folds
+    from spinecensus.train.real_splits import n_folds
 
     return list(range(n_folds(float(_TR.get("val_fraction", 0.34)))))
 
@@ -145,7 +177,7 @@ def _train_real_config(threads):
 
 
 def _shipped_weights():
-    from spinecensus.train.realtrain import RealRunConfig
+    from spinecensus.train.real_run_config import RealRunConfig
 
     return str(RealRunConfig.from_dict(_TR).pretrained_path())
 
@@ -156,7 +188,8 @@ def _real_eval_models(weights):
 
 
 # `snakemake train_real_naming`: a labeler fine-tuned per fold on the real scans' named
-# levels, and the cross-validated naming of every real scan (spinecensus.train.reallabel)
+# levels, and the cross-validated naming of every real scan
+# (spinecensus.train.real_labeler, spinecensus.train.real_naming)
 _TRL = _TR.get("labeler", {}) or {}
 
 
@@ -167,7 +200,8 @@ def _real_labeler_config(threads):
 
 def _real_labeler_windows(wildcards):
     """Synthetic windows mixed into the fine-tuning: train_real.labeler.crops (a
-    `training.make_crops` file), else ground-truth windows made by the workflow."""
+    `spinecensus.train.crops.make_crops` file), else ground-truth windows made by the workflow.
+    """
     return _TRL.get("crops") or f"{TRAIN_REAL_DIR}/naming/windows.npz"
 
 
@@ -181,6 +215,6 @@ def _naming_segmentation(wildcards):
 
 
 def _shipped_labeler():
-    from spinecensus.segment.model import DEFAULT_LABELING_WEIGHTS
+    from spinecensus.segment.weights import DEFAULT_LABELING_WEIGHTS
 
     return str(DEFAULT_LABELING_WEIGHTS)

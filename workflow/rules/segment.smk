@@ -4,6 +4,7 @@
 # with `labeling.weights` set, the small-FOV labeler's per-voxel vote
 # <subject>.labeler.nii.gz (the analysis names each instance by majority vote + the
 # consistent-sequence DP and cross-checks it with counting from C2).
+# Runs spinecensus.census.segment_job.segment (`python -m spinecensus.census segment`).
 
 
 rule segment:
@@ -42,7 +43,7 @@ rule segment:
         ),
         labeler=(config.get("labeling") or {}).get("weights", ""),
     shell:
-        "python -m spinecensus.census.cohort segment --out {output:q} --method {params.method} "
+        "python -m spinecensus.census segment --out {output:q} --method {params.method} "
         "--weights={params.weights:q} --device {params.device} "
         "--batch-size {params.batch_size} --threads {threads} "
         "--model-options {params.model_options:q} --labeler-weights={params.labeler:q} "

@@ -1,5 +1,6 @@
 # The embedded synthetic demo cohort (only when config `samples` is ""): one job writes the
 # whole cohort in the `spinecensus synth` layout with its samples.tsv.
+# Runs spinecensus.census.synthesize_job.synthesize (`python -m spinecensus.census synth`).
 
 
 rule synthesize:
@@ -25,7 +26,7 @@ rule synthesize:
         sacralization=config["synthetic"].get("sacralization", 0.036),
         preset=config["synthetic"].get("preset", "default"),
     shell:
-        "python -m spinecensus.census.cohort synth --out {params.out:q} --n {params.n} "
+        "python -m spinecensus.census synth --out {params.out:q} --n {params.n} "
         "--seed {params.seed} --lumbarization {params.lumbarization} "
         "--sacralization {params.sacralization} --preset {params.preset} "
         "--workers {threads} > {log:q} 2>&1"

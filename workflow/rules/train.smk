@@ -1,6 +1,8 @@
 # Training pipeline = the thesis's training-data generation (target: `snakemake train`).
-# Each rule calls one function of spinecensus.train.training; everything lands in results/train/.
-# All data are synthetic (spinecensus.synthetic.generator); all reported numbers are SYNTHETIC.
+# Each rule calls the function of spinecensus.train named after it (segmentation.train_segmentation,
+# autolabel.train_autolabel, crops.train_crops / train_expert_crops, labeler.train_labeler,
+# evaluation.train_evaluate); everything lands in results/train/.
+# All data are synthetic (spinecensus.synthetic); all reported numbers are SYNTHETIC.
 #
 # Config keys (defaults; the Snakefile's config.yaml / schema may carry them):
 #
@@ -43,10 +45,11 @@ rule train_segmentation:
         f"{TRAIN_DIR}/benchmarks/train_segmentation.tsv"
     threads: workflow.cores
     run:
-        from spinecensus.train import training
+        from spinecensus.train.job_logging import setup_logging
+        from spinecensus.train.segmentation import train_segmentation
 
-        training.setup_logging(log[0])
-        training.train_segmentation(_train_config(threads), output.weights)
+        setup_logging(log[0])
+        train_segmentation(_train_config(threads), output.weights)
 
 
 rule train_autolabel:
@@ -61,12 +64,11 @@ rule train_autolabel:
         f"{TRAIN_DIR}/benchmarks/train_autolabel.tsv"
     threads: workflow.cores
     run:
-        from spinecensus.train import training
+        from spinecensus.train.autolabel import train_autolabel
+        from spinecensus.train.job_logging import setup_logging
 
-        training.setup_logging(log[0])
-        training.autolabel_cohort(
-            _train_config(threads), input.weights, output.labels
-        )
+        setup_logging(log[0])
+        train_autolabel(_train_config(threads), input.weights, output.labels)
 
 
 rule train_crops:
@@ -79,10 +81,11 @@ rule train_crops:
     benchmark:
         f"{TRAIN_DIR}/benchmarks/train_crops.tsv"
     run:
-        from spinecensus.train import training
+        from spinecensus.train.crops import train_crops
+        from spinecensus.train.job_logging import setup_logging
 
-        training.setup_logging(log[0])
-        training.make_crops(_train_config(1), input.labels, output[0])
+        setup_logging(log[0])
+        train_crops(_train_config(1), input.labels, output[0])
 
 
 rule train_expert_crops:
@@ -93,10 +96,11 @@ rule train_expert_crops:
     benchmark:
         f"{TRAIN_DIR}/benchmarks/train_expert_crops.tsv"
     run:
-        from spinecensus.train import training
+        from spinecensus.train.crops import train_expert_crops
+        from spinecensus.train.job_logging import setup_logging
 
-        training.setup_logging(log[0])
-        training.make_crops(_train_config(1), None, output[0], expert=True)
+        setup_logging(log[0])
+        train_expert_crops(_train_config(1), output[0])
 
 
 rule train_labeler:
@@ -113,10 +117,11 @@ rule train_labeler:
         which="labeler|control",
     threads: workflow.cores
     run:
-        from spinecensus.train import training
+        from spinecensus.train.job_logging import setup_logging
+        from spinecensus.train.labeler import train_labeler
 
-        training.setup_logging(log[0])
-        training.train_labeler(
+        setup_logging(log[0])
+        train_labeler(
             _train_config(threads), input.crops, output.weights, wildcards.which
         )
 
@@ -134,12 +139,14 @@ rule train_evaluate:
         f"{TRAIN_DIR}/benchmarks/train_evaluate.tsv"
     threads: workflow.cores
     run:
-        from spinecensus.train import training
+        from spinecensus.train.evaluation import train_evaluate
+        from spinecensus.train.job_logging import setup_logging
 
-        training.setup_logging(log[0])
-        training.evaluate_labelers(
+        setup_logging(log[0])
+        train_evaluate(
             _train_config(threads),
-            {"generated": input.labeler, "control": input.control},
+            input.labeler,
+            input.control,
             output.table,
             output.markdown,
         )

@@ -1,8 +1,14 @@
 # Real-MRI training and evaluation (target: `snakemake train_real`).
 # Trains the segmentation U-Net on the public annotated scans in ../shared/data/real (partial
-# labels, see spinecensus/realdata.py) mixed with synthetic subjects, and evaluates every model
-# on the held-out validation subjects (patient-level split). Nothing of the data is copied.
-# Each rule calls one function of spinecensus.train.realtrain; outputs land in results/train_real/.
+# labels, see spinecensus/train/real_codes.py) mixed with synthetic subjects, and evaluates every
+# model on the held-out validation subjects (patient-level split). Nothing of the data is copied.
+# Each rule calls the function of spinecensus.train named after it:
+#   train_real_variant, train_real_fold      spinecensus.train.real_variant
+#   train_real_evaluate                      spinecensus.train.real_evaluation
+#   train_real_cv_evaluate                   spinecensus.train.real_cv
+#   train_real_labeler_windows, train_real_labeler_fold   spinecensus.train.real_labeler
+#   train_real_naming_evaluate               spinecensus.train.real_naming
+# Outputs land in results/train_real/.
 #
 # Config keys (defaults; all optional):
 #
@@ -14,7 +20,7 @@
 #   val_fraction: 0.34     # share of patient groups per dataset held out for validation
 #   fold: 0                # which of the round(1 / val_fraction) folds is validation
 #   cv_variant: pretrained_mixed   # recipe of the per-fold models (`snakemake train_real_cv`)
-#   variants: [real_only, scratch_mixed, pretrained_mixed]   # see realtrain.VARIANTS
+#   variants: [real_only, scratch_mixed, pretrained_mixed]   # see real_run_config.VARIANTS
 #   pretrained: ""         # weights the pretrained variant starts from ("" = shipped default)
 #   # overrides: steps, lr, finetune_lr, n_synthetic, n_synthetic_eval, synthetic_preset,
 #   #   real_fraction, max_seconds (wall-clock budget per variant, s),
@@ -25,10 +31,10 @@
 #   #   target_spacing_mm ([SI, AP] network grid in mm; default: the start weights' own, 2 mm),
 #   #   batch: {batch_size, volumes_per_step, crop_si, fg_fraction, dataset_weights},
 #   #   augment: {scale, slice_gain, gamma, bias, noise, rotation_deg, zoom, flip_lr}
-#   labeler:               # `snakemake train_real_naming` (spinecensus.train.reallabel)
+#   labeler:               # `snakemake train_real_naming` (spinecensus.train.real_labeler)
 #     steps: 1000          # fine-tuning steps per fold, from the shipped labeler (init: "")
 #     real_fraction: 0.5   # share of real slices among the sampled ones
-#     crops: ""            # synthetic windows (training.make_crops file); "" = ground-truth
+#     crops: ""            # synthetic windows (train.crops.make_crops file); "" = ground-truth
 #                          # windows of crops_size's expert subjects, made here
 #     crops_size: demo     # training size those windows' subjects were generated with
 #     n_synthetic_crops: 400
@@ -61,11 +67,11 @@ rule train_real_variant:
         variant="|".join(REAL_VARIANTS),
     threads: workflow.cores
     run:
-        from spinecensus.train import realtrain
-        from spinecensus.train import training
+        from spinecensus.train.job_logging import setup_logging
+        from spinecensus.train.real_variant import train_real_variant
 
-        training.setup_logging(log[0])
-        realtrain.train_real_variant(
+        setup_logging(log[0])
+        train_real_variant(
             _train_real_config(threads), wildcards.variant, output.weights
         )
 
@@ -86,11 +92,11 @@ rule train_real_evaluate:
         cfg=lambda wildcards, threads: _train_real_config(threads),
         models=lambda wildcards, input: _real_eval_models(input.weights),
     run:
-        from spinecensus.train import realtrain
-        from spinecensus.train import training
+        from spinecensus.train.job_logging import setup_logging
+        from spinecensus.train.real_evaluation import train_real_evaluate
 
-        training.setup_logging(log[0])
-        realtrain.evaluate_real(
+        setup_logging(log[0])
+        train_real_evaluate(
             params.cfg, params.models, *output[:2], qc_dir=output.qc
         )
 
@@ -107,17 +113,16 @@ rule train_real_fold:
         fold=r"\d+",
     threads: workflow.cores
     params:
-        cfg=lambda wildcards, threads: {
-            **_train_real_config(threads),
-            "fold": int(wildcards.fold),
-        },
+        cfg=lambda wildcards, threads: _train_real_config(threads),
         variant=REAL_CV_VARIANT,
     run:
-        from spinecensus.train import realtrain
-        from spinecensus.train import training
+        from spinecensus.train.job_logging import setup_logging
+        from spinecensus.train.real_variant import train_real_fold
 
-        training.setup_logging(log[0])
-        realtrain.train_real_variant(params.cfg, params.variant, output.weights)
+        setup_logging(log[0])
+        train_real_fold(
+            params.cfg, int(wildcards.fold), params.variant, output.weights
+        )
 
 
 rule train_real_cv_evaluate:
@@ -136,13 +141,11 @@ rule train_real_cv_evaluate:
         folds=lambda wildcards, input: dict(enumerate(input.weights)),
         baseline=lambda wildcards: {"synthetic_only": _shipped_weights()},
     run:
-        from spinecensus.train import realtrain
-        from spinecensus.train import training
+        from spinecensus.train.job_logging import setup_logging
+        from spinecensus.train.real_cv import train_real_cv_evaluate
 
-        training.setup_logging(log[0])
-        realtrain.evaluate_real_cv(
-            params.cfg, params.folds, *output, params.baseline
-        )
+        setup_logging(log[0])
+        train_real_cv_evaluate(params.cfg, params.folds, *output, params.baseline)
 
 
 # k-fold naming: a labeler fine-tuned on each fold's named real levels names that fold's
@@ -163,10 +166,11 @@ rule train_real_labeler_windows:
     params:
         cfg={"size": _TRL.get("crops_size", "demo"), "seed": _TR.get("seed", 0)},
     run:
-        from spinecensus.train import training
+        from spinecensus.train.job_logging import setup_logging
+        from spinecensus.train.real_labeler import train_real_labeler_windows
 
-        training.setup_logging(log[0])
-        training.make_crops(params.cfg, None, output[0], expert=True)
+        setup_logging(log[0])
+        train_real_labeler_windows(params.cfg, output[0])
 
 
 rule train_real_labeler_fold:
@@ -183,17 +187,14 @@ rule train_real_labeler_fold:
         fold=r"\d+",
     threads: workflow.cores
     params:
-        cfg=lambda wildcards, threads: {
-            **_real_labeler_config(threads),
-            "fold": int(wildcards.fold),
-        },
+        cfg=lambda wildcards, threads: _real_labeler_config(threads),
     run:
-        from spinecensus.train import reallabel
-        from spinecensus.train import training
+        from spinecensus.train.job_logging import setup_logging
+        from spinecensus.train.real_labeler import train_real_labeler_fold
 
-        training.setup_logging(log[0])
-        reallabel.train_real_labeler(
-            {**params.cfg, "crops": input.windows}, output.weights
+        setup_logging(log[0])
+        train_real_labeler_fold(
+            params.cfg, int(wildcards.fold), input.windows, output.weights
         )
 
 
@@ -217,11 +218,11 @@ rule train_real_naming_evaluate:
         labelers=lambda wildcards, input: dict(enumerate(input.labelers)),
         baseline=lambda wildcards: {"synthetic labeler": _shipped_labeler()},
     run:
-        from spinecensus.train import reallabel
-        from spinecensus.train import training
+        from spinecensus.train.job_logging import setup_logging
+        from spinecensus.train.real_naming import train_real_naming_evaluate
 
-        training.setup_logging(log[0])
-        reallabel.evaluate_naming_cv(
+        setup_logging(log[0])
+        train_real_naming_evaluate(
             params.cfg,
             params.segmentation,
             params.labelers,

@@ -128,7 +128,7 @@ def _patched_nifti(data: np.ndarray, path: Path, patch) -> Path:
 
 def make_file_corpus(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
     """Write every per-subject bad input under ``out_dir``; returns kind -> path."""
-    from spinecensus.io import dicom
+    from spinecensus.io import dicom_write
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,8 +191,10 @@ def make_file_corpus(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
     paths["pure_noise"] = _save(noise, SAGITTAL_AFFINE, out / "noise.nii.gz")
 
     mixed = out / "dicom_mixed"
-    dicom.write_series(vol, SAGITTAL_AFFINE, mixed, series_number=3, series_description="SAG T2")
-    dicom.write_series(
+    dicom_write.write_series(
+        vol, SAGITTAL_AFFINE, mixed, series_number=3, series_description="SAG T2"
+    )
+    dicom_write.write_series(
         vol[:5],
         SAGITTAL_AFFINE,
         mixed,
@@ -204,14 +206,14 @@ def make_file_corpus(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
     paths["dicom_mixed_series"] = mixed
 
     gap = out / "dicom_gap"
-    files = dicom.write_series(vol, SAGITTAL_AFFINE, gap)
+    files = dicom_write.write_series(vol, SAGITTAL_AFFINE, gap)
     # write_series returns files in slice order: drop two neighbouring middle slices
     for f in files[5:7]:
         f.unlink()
     paths["dicom_missing_slices"] = gap
 
     trunc = out / "dicom_truncated"
-    files = dicom.write_series(vol, SAGITTAL_AFFINE, trunc)
+    files = dicom_write.write_series(vol, SAGITTAL_AFFINE, trunc)
     size = files[4].stat().st_size
     with open(files[4], "r+b") as fh:
         fh.truncate(size - 200)

@@ -1,6 +1,6 @@
 """Fine-tuning the small-field-of-view labeler on real scans whose masks name their levels.
 
-Why: on the real lumbar scans the sacrum rule (``labeling.names_up_from_sacrum``) names
+Why: on the real lumbar scans the sacrum rule (``sacrum.names_up_from_sacrum``) names
 nothing where the segmentation cuts, splits or misses the sacrum (docs/real_mri.md, sixth
 run), and the shipped labeler, trained on synthetic crops only, names real levels one to
 three off.  The thesis's labeler learned the names from whole-spine scans counted from C2;
@@ -18,8 +18,11 @@ the background channel).  Synthetic crops with full automatic labels (the shippe
 labeler's own training windows) are mixed in so that cervical and thoracic names and the
 transitional variants are not forgotten.  VB1 scans (levels not stated) are not used.
 
-Grid and axes as in :mod:`spinecensus.segment.model`: canonical ``[slice, SI, AP]``, the labeler's
+Grid and axes as in :mod:`spinecensus.segment.grid`: canonical ``[slice, SI, AP]``, the labeler's
 4 mm in-plane grid, three adjacent slices as channels.
+
+Rules ``train_real_labeler_windows`` (the synthetic windows) and ``train_real_labeler_fold``
+(one fold's fine-tune); the cross-validated naming is ``spinecensus.train.real_naming``.
 """
 
 from __future__ import annotations
@@ -28,30 +31,30 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from spinecensus.naming import labeling
-from spinecensus.split.instances import SplitResult
-from spinecensus.train import realdata as rd
+from spinecensus.train.real_data import DEFAULT_ROOT, LoadedSample, RealSample, load_manifest
+from spinecensus.train.real_splits import check_split, split_subjects
 
+#: the name the real-MRI labeler's log lines carry (unchanged since the module split)
 log = logging.getLogger("spinecensus.train.reallabel")
 
 #: target value of voxels the masks say nothing about (no loss)
 IGNORE = 255
 
 
-def named_class_map(sample: rd.LoadedSample) -> np.ndarray | None:
-    """Union-schema class (``training.union_class_map``: ``j + 1`` = ``labels.all_names()[j]``)
+def named_class_map(sample: LoadedSample) -> np.ndarray | None:
+    """Union-schema class (``union_maps.union_class_map``: ``j + 1`` = ``labels.all_names()[j]``)
     on each named, annotated voxel, :data:`IGNORE` elsewhere; uint8, canonical order.
 
     None when the scan's levels are not known (VB1: ``unknown_k`` placeholders).
     """
-    from spinecensus.train.training import union_class_map
+    from spinecensus.train.union_maps import union_class_map
 
     if not sample.meta.levels_known:
         return None
@@ -63,22 +66,22 @@ def named_class_map(sample: rd.LoadedSample) -> np.ndarray | None:
 
 @dataclass
 class RealLabelerConfig:
-    """One fine-tuning run (``spinecensus.train.reallabel.train_real_labeler``)."""
+    """One fine-tuning run (:func:`train_real_labeler`)."""
 
-    root: str = str(rd.DEFAULT_ROOT)
+    root: str = str(DEFAULT_ROOT)
     val_fraction: float = 0.34
-    #: seed of the patient-level split (``realdata.split_subjects``)
+    #: seed of the patient-level split (``real_splits.split_subjects``)
     seed: int = 0
     #: seed of the batch sampling and augmentation; None = ``seed + 11``.  Apart from the
     #: split's seed so that a repeat judges the same folds.
     train_seed: int | None = None
-    #: cross-validation fold held out (``realdata.split_subjects``)
+    #: cross-validation fold held out (``real_splits.split_subjects``)
     fold: int = 0
     #: labeler weights to start from ("" = the shipped synthetic labeler)
     init: str = ""
-    #: synthetic training windows (``training.make_crops`` file; "" = real scans only)
+    #: synthetic training windows (``crops.make_crops`` file; "" = real scans only)
     crops: str = ""
-    #: ``training.TrainConfig`` size the crops' subjects were generated with
+    #: ``config.TrainConfig`` size the crops' subjects were generated with
     crops_size: str = "demo"
     #: how many of the crops file's windows to mix in (the first ones, whole subjects)
     n_synthetic_crops: int = 400
@@ -103,13 +106,13 @@ class RealLabelerConfig:
         return cls(**kw)
 
     def init_path(self) -> Path:
-        from spinecensus.segment.model import DEFAULT_LABELING_WEIGHTS
+        from spinecensus.segment.weights import DEFAULT_LABELING_WEIGHTS
 
         return Path(self.init) if self.init else DEFAULT_LABELING_WEIGHTS
 
 
 def _real_volumes(
-    samples: Iterable[rd.RealSample],
+    samples: Iterable[RealSample],
 ) -> Iterator[tuple[np.ndarray, np.ndarray, tuple[float, float, float]]]:
     for s in samples:
         loaded = s.load()
@@ -119,10 +122,10 @@ def _real_volumes(
 
 
 def mixed_bank(real: Any, synthetic: Any | None, real_fraction: float) -> Any:
-    """One ``training.SliceBank`` holding both banks; real slices are listed repeatedly so
+    """One ``slice_bank.SliceBank`` holding both banks; real slices are listed repeatedly so
     that about ``real_fraction`` of the uniformly sampled slices are real.  The real
     slices without a named voxel are dropped (they would carry no loss)."""
-    from spinecensus.train.training import SliceBank
+    from spinecensus.train.slice_bank import SliceBank
 
     if synthetic is None or len(synthetic.index) == 0:
         return SliceBank(real.images, real.targets, real.index)
@@ -147,9 +150,12 @@ def train_real_labeler(config: dict[str, Any] | None, out: str | os.PathLike[str
     synthetic windows); writes ``out`` (.pt + sidecar naming exactly that data)."""
     import torch
 
-    from spinecensus.segment.model import read_spec, sha256_file
-    from spinecensus.train import training
-    from spinecensus.train.training import crops_provenance
+    from spinecensus.segment.weights import read_spec, sha256_file
+    from spinecensus.train.config import TrainConfig
+    from spinecensus.train.crops import crops_provenance, iter_crops
+    from spinecensus.train.loop import train_network
+    from spinecensus.train.networks import save_trained
+    from spinecensus.train.slice_bank import to_bank
 
     cfg = RealLabelerConfig.from_dict(config)
     torch.set_num_threads(max(1, int(cfg.threads)))
@@ -158,29 +164,29 @@ def train_real_labeler(config: dict[str, Any] | None, out: str | os.PathLike[str
     spec = read_spec(init)
     if spec is None or spec.task != "labeling":
         raise ValueError(f"{init}: not a labeler (sidecar task must be 'labeling')")
-    samples = rd.load_manifest(cfg.root)
-    train, val = rd.split_subjects(samples, cfg.val_fraction, cfg.seed, cfg.fold)
-    rd.check_split(train, val)
+    samples = load_manifest(cfg.root)
+    train, val = split_subjects(samples, cfg.val_fraction, cfg.seed, cfg.fold)
+    check_split(train, val)
     named = [s for s in train if s.levels_known]
-    real = training.to_bank(_real_volumes(named), spec, ignore_index=IGNORE)
+    real = to_bank(_real_volumes(named), spec, ignore_index=IGNORE)
     synthetic = None
     if cfg.crops and cfg.n_synthetic_crops > 0:
-        tcfg = training.TrainConfig.from_dict({"size": cfg.crops_size})
-        windows = itertools.islice(training.iter_crops(tcfg, cfg.crops), cfg.n_synthetic_crops)
-        synthetic = training.to_bank(windows, spec)
+        tcfg = TrainConfig.from_dict({"size": cfg.crops_size})
+        windows = itertools.islice(iter_crops(tcfg, cfg.crops), cfg.n_synthetic_crops)
+        synthetic = to_bank(windows, spec)
     bank = mixed_bank(real, synthetic, cfg.real_fraction)
     train_seed = cfg.seed + 11 if cfg.train_seed is None else int(cfg.train_seed)
     log.info(
         "real labeler fold %d: %d named real scans (%d slices), %d synthetic slices",
         cfg.fold, len(named), len(real.index), 0 if synthetic is None else len(synthetic.index),
     )  # fmt: skip
-    net, losses = training.train_network(
+    net, losses = train_network(
         spec, bank, cfg.steps, cfg.batch_size, cfg.crop, train_seed, cfg.lr, cfg.device,
         cfg.log_every, Path(out).with_suffix(".log.tsv"), f"real_labeler_fold{cfg.fold}",
         max_seconds=cfg.max_seconds, init_weights=init, ignore_index=IGNORE,
     )  # fmt: skip
     spec.metrics = {"final_loss": float(np.mean(losses[-10:]))}
-    training._save(net, spec, out, {
+    save_trained(net, spec, out, {
         "task": "real_labeler_finetune",
         "data": "named levels of public annotated real MRI (../shared/data/real: VB2 T11-L5, "
                 "VB3 L1-L5 bodies, IVD L1-L2..L5-S1 discs; unnamed voxels ignored) mixed "
@@ -197,123 +203,33 @@ def train_real_labeler(config: dict[str, Any] | None, out: str | os.PathLike[str
     return Path(out)
 
 
-def labeler_namer(
-    labeler: Any,
-    image: np.ndarray,
-    spacing_mm: tuple[float, float, float],
-    semantic: np.ndarray,
-    sacrum_anchor: bool = True,
-) -> Callable[[SplitResult], dict[int, str] | None]:
-    """Names for a split of ``semantic`` as the cohort workflow gives them on a lumbar
-    field of view with a labeler: the labeler's per-voxel vote inside the segmentation's
-    foreground, a majority per instance, then ``labeling.label_split`` with
-    ``field_of_view="lumbar"`` (where the sacrum rule recognises the sacrum, that
-    instance is S1).  ``sacrum_anchor=False``: the
-    labeler's names alone (no count), to show what the anchor adds."""
-    votes = labeler.predict_structure_classes(image, spacing_mm, np.asarray(semantic) > 0)
-
-    def name(split: SplitResult) -> dict[int, str] | None:
-        if not split.n_instances:
-            return None
-        logp = labeling.vote_log_probs(split.instances, votes, split.n_instances)
-        lab = (
-            labeling.label_split(split, logp, "lumbar")
-            if sacrum_anchor
-            else labeling.label_with_model(split, logp)
-        )
-        return lab.id_to_name or None
-
-    return name
-
-
-#: how the evaluation names a split: the sacrum rule, or a labeler's votes
-SACRUM_RULE = "sacrum rule"
-REAL_LABELER = "real labeler"
-
-
-def evaluate_naming_cv(
+def train_real_labeler_fold(
     config: dict[str, Any] | None,
-    segmentation_folds: dict[int, str | os.PathLike[str]],
-    labeler_folds: dict[int, str | os.PathLike[str]],
-    out_table: str | os.PathLike[str],
-    out_markdown: str | os.PathLike[str],
-    baseline_labelers: dict[str, str | os.PathLike[str]] | None = None,
-) -> Any:
-    """Cross-validated naming: fold ``k``'s segmentation weights segment fold ``k``'s
-    validation scans (``realdata.split_subjects``, as ``realtrain.evaluate_real_cv``) and
-    each split is named several ways, one ``model`` row each: the sacrum rule
-    (:data:`SACRUM_RULE`); fold ``k``'s fine-tuned labeler (:data:`REAL_LABELER`, trained
-    without these scans) as the workflow uses it, with the sacrum as anchor, and alone
-    (``", no sacrum anchor"``); every ``baseline_labelers`` entry (e.g. the shipped
-    synthetic labeler, trained on no real scan) with the anchor.  Dice and detection are
-    the same in every row; only the names differ.  Writes the tables of
-    ``realtrain.write_evaluation``.
-    """
-    import pandas as pd
-    import torch
+    fold: int,
+    crops: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+) -> Path:
+    """The fine-tuned labeler of ``fold`` (``snakemake train_real_naming``): trained on the
+    named real scans outside that fold plus the synthetic windows ``crops``
+    (:func:`train_real_labeler` with ``fold`` and ``crops`` set)."""
+    return train_real_labeler({**(config or {}), "fold": int(fold), "crops": crops}, out)
 
-    from spinecensus.segment.model import load_model
-    from spinecensus.train import realeval
-    from spinecensus.train.realtrain import write_cv_evaluation
 
-    cfg = RealLabelerConfig.from_dict(config)
-    torch.set_num_threads(max(1, int(cfg.threads)))
-    k = rd.n_folds(cfg.val_fraction)
-    missing = sorted(set(range(k)) - set(segmentation_folds) | set(range(k)) - set(labeler_folds))
-    if missing:
-        raise ValueError(f"naming cross-validation needs weights for folds {missing}")
-    samples = rd.load_manifest(cfg.root)
-    baselines = {
-        name: load_model(path, device=cfg.device, threads=cfg.threads)
-        for name, path in (baseline_labelers or {}).items()
-    }
-    subj, lev, md = [], [], []
-    for fold in range(k):
-        _, val = rd.split_subjects(samples, cfg.val_fraction, cfg.seed, fold)
-        seg = load_model(segmentation_folds[fold], device=cfg.device, threads=cfg.threads)
-        lab = load_model(labeler_folds[fold], device=cfg.device, threads=cfg.threads)
-        md.append(
-            f"- fold {fold}: segmentation `{segmentation_folds[fold]}`, labeler "
-            f"`{labeler_folds[fold]}` judged {', '.join(s.key for s in val)}"
-        )
-        for s in val:
-            loaded = s.load()
-            image = np.asarray(loaded.scan.data, dtype=np.float32)
-            pred = seg.predict_semantic(image, loaded.spacing_mm)
-            namers: dict[str, tuple[Any, bool]] = {
-                SACRUM_RULE: (None, True),
-                REAL_LABELER: (lab, True),
-                f"{REAL_LABELER}, no sacrum anchor": (lab, False),
-                **{name: (model, True) for name, model in baselines.items()},
-            }
-            for name, (model, anchor) in namers.items():
-                namer = (
-                    None
-                    if model is None
-                    else labeler_namer(model, image, loaded.spacing_mm, pred, anchor)
-                )
-                ev = realeval.evaluate_subject(loaded, pred, name, f"fold{fold}", namer)
-                subj.append(ev.row)
-                lev.extend(ev.levels)
-        log.info("naming fold %d: %d subjects", fold, len(val))
-    return write_cv_evaluation(
-        pd.DataFrame(subj),
-        pd.DataFrame(lev),
-        f"# Real MRI naming, {k}-fold cross-validation (patient-level folds, seed {cfg.seed})",
-        ["Each subject is segmented and named by fold models that did not train on it:", "", *md],
-        out_table,
-        out_markdown,
-    )
+def train_real_labeler_windows(config: dict[str, Any] | None, out: str | os.PathLike[str]) -> Path:
+    """The synthetic windows mixed into the fine-tuning when none are given: ground-truth
+    small-FOV windows of the expert subjects of ``config``'s training size
+    (``crops.make_crops(..., expert=True)``), written to ``out``."""
+    from spinecensus.train.crops import make_crops
+
+    return make_crops(config, None, out, expert=True)
 
 
 __all__ = [
-    "REAL_LABELER",
-    "SACRUM_RULE",
-    "evaluate_naming_cv",
     "IGNORE",
     "RealLabelerConfig",
-    "labeler_namer",
     "mixed_bank",
     "named_class_map",
     "train_real_labeler",
+    "train_real_labeler_fold",
+    "train_real_labeler_windows",
 ]

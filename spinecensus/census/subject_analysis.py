@@ -1,6 +1,7 @@
 """One subject end to end: semantic mask -> instances, names, volumes, per-subject files.
 
-Used by the ``spinecensus split`` command and by the workflow rules.  Everything runs in
+Used by the ``spinecensus split`` command and by the ``analyse`` rule
+(:func:`spinecensus.census.analyse_job.analyse`).  Everything runs in
 the canonical voxel order of :mod:`spinecensus.io`; outputs go back onto the input's
 stored grid with its affine bit-for-bit.
 """
@@ -17,7 +18,9 @@ import numpy as np
 
 from spinecensus import io as sio
 from spinecensus.measure.volumes import structure_table
-from spinecensus.naming.labeling import Labeling, label_split, vote_log_probs
+from spinecensus.naming.labeler import label_split
+from spinecensus.naming.labeling import Labeling
+from spinecensus.naming.vote import vote_log_probs
 from spinecensus.split.instances import SplitResult, split_instances
 
 
@@ -42,13 +45,13 @@ def analyse_semantic(
 
     Without ``log_probs`` the names come from counting from C2 (whole-spine scans); with
     per-instance model log-probabilities (rows = instance ids, 49 columns, see
-    :func:`spinecensus.naming.labeling.consistent_sequence`) the model names them and the count
+    :func:`spinecensus.naming.sequence.consistent_sequence`) the model names them and the count
     is checked against it when C2 and the sacrum are in view.  ``labeler_votes`` (the
     labeler's per-voxel structure class on ``scan``'s grid, see
     ``SegmentationModel.predict_structure_classes``) gives those log-probabilities by
-    majority vote per instance (:func:`spinecensus.naming.labeling.vote_log_probs`).
+    majority vote per instance (:func:`spinecensus.naming.vote.vote_log_probs`).
     ``field_of_view``: ``"whole_spine"`` (count from C2) or ``"lumbar"`` (no C2 in view:
-    named upward from the sacrum, see :func:`spinecensus.naming.labeling.count_labels`).
+    named upward from the sacrum, see :func:`spinecensus.naming.counting.count_labels`).
 
     Raises:
         InputError: labels outside {0, 1, 2} or a mask not shaped like ``scan``.

@@ -1,0 +1,45 @@
+"""The ``aggregate`` rule: the cohort tables from every subject's per-subject files.
+
+Reads ``<subjects dir>/<subject>/{summary.json,structures.parquet}`` for the subjects of the
+sample sheet and writes ``structures``, ``subjects``, ``prevalence`` and ``failures``
+``.parquet`` (:mod:`spinecensus.census.tables`), rebuilt on every run and written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from spinecensus.census.sheet import read_sheet
+
+
+def aggregate(
+    subjects_dir: str | os.PathLike[str],
+    subjects: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    sheet: str | os.PathLike[str] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Cohort tables from ``subjects_dir/<subject>/{summary.json,structures.parquet}``."""
+    from spinecensus.census import tables
+
+    base = Path(subjects_dir)
+    df = read_sheet(sheet) if sheet else None
+    if df is not None:
+        df = df[df["subject"].isin(set(subjects))]
+    extra = {}
+    if config and config.get("samples", "") == "" and "synthetic" in config:
+        extra["planted"] = {
+            "lumbarization": config["synthetic"].get("lumbarization"),
+            "sacralization": config["synthetic"].get("sacralization"),
+        }
+    return tables.write_cohort_tables(
+        [base / s / "summary.json" for s in subjects],
+        [base / s / "structures.parquet" for s in subjects],
+        out_dir,
+        sheet=df,
+        config=config,
+        extra_metadata=extra,
+    )
