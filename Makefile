@@ -10,7 +10,7 @@ CORES ?= 2
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: venv demo report demo-real test test-fast lint fmt clean
+.PHONY: venv demo report demo-real slurm-profile test test-fast lint fmt clean
 
 venv: $(STAMP)
 
@@ -22,15 +22,20 @@ $(STAMP): pyproject.toml constraints.txt
 
 ## demo: run the whole pipeline on the embedded synthetic cohort (config.yaml)
 demo: venv
-	$(BIN)/snakemake --profile profiles/default --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES)
 	@echo "Tables: results/tables/*.parquet   Report: run 'make report'"
 
 report: venv
-	$(BIN)/snakemake --profile profiles/default --cores $(CORES) --report results/report.html
+	$(BIN)/snakemake --cores $(CORES) --report results/report.html
 
 ## demo-real: run the pipeline on ../shared/data/real (public annotated MRI; not shipped)
 demo-real: venv
-	$(BIN)/snakemake --profile profiles/default --cores $(CORES) --configfile config/real.yaml
+	$(BIN)/snakemake --cores $(CORES) --configfile config/real.yaml
+
+## slurm-profile: once per user and checkout, so that `snakemake --profile slurm` finds
+## profiles/slurm (links it into ~/.config/snakemake; never overwrites another `slurm`)
+slurm-profile: venv
+	$(BIN)/spinecensus slurm-profile
 
 ## test: lint + the whole test suite (incl. the end-to-end workflow and SLURM tests)
 test: venv

@@ -442,7 +442,9 @@ class Run:
     seconds: float
 
 
-def run_snakemake(args: list[str], cwd: Path, timeout_s: float, log: Path) -> Run:
+def run_snakemake(
+    args: list[str], cwd: Path, timeout_s: float, log: Path, env: dict[str, str] | None = None
+) -> Run:
     """Run snakemake in its own process group; on timeout kill the whole group (jobs included).
 
     The main snakemake spawns sbatch/squeue children; killing only the parent would leave them,
@@ -454,6 +456,7 @@ def run_snakemake(args: list[str], cwd: Path, timeout_s: float, log: Path) -> Ru
         OMP_NUM_THREADS="1",
         HF_HUB_OFFLINE="1",
         PATH=f"{SNAKEMAKE.parent}:{os.environ.get('PATH', '')}",
+        **(env or {}),
     )
     t0 = time.monotonic()
     with open(log, "w") as fh:

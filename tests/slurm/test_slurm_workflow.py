@@ -1,14 +1,18 @@
-"""The cohort workflow on a real one-node SLURM cluster through `--profile profiles/slurm`.
+"""The cohort workflow on a real one-node SLURM cluster with the README's cluster command.
 
 Synthetic data: a tiny generated cohort (preset `tiny`, ground-truth segmentation path). The
 cluster (see slurm_cluster.py) has partitions `cpu` and `gpu` with 2 fake GPUs and a submit
 policy that rejects GPU requests outside `gpu` and GPU-less jobs inside it, so a run that
-succeeds proves the profile routes every job correctly. The only overrides of the shipped
-profile are the cluster-specific ones in `test_profile/` (2-core node, fast status polling).
+succeeds proves the profile routes every job correctly. Each test works on a copy of the
+workflow as a user would: the cohort's settings go into the copy's config.yaml, the test
+cluster's site settings (`test_profile/config.yaml`: 2-core node, fast status polling) into
+the copy's profiles/slurm/config.yaml, the README's set-up step links that profile as the
+user's `slurm` (a private XDG_CONFIG_HOME), and the run is the README's command verbatim.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -17,30 +21,43 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from slurm_cluster import REPO, run_snakemake, scancel_workdir
+import yaml
+from slurm_cluster import REPO, SNAKEMAKE, run_snakemake, scancel_workdir
 
 pytestmark = pytest.mark.slurm
 
-TEST_PROFILE = Path(__file__).parent / "test_profile"
+SITE_SETTINGS = Path(__file__).parent / "test_profile" / "config.yaml"
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "envs", "profiles")
+# The README's cluster command (docs/cluster.md), run verbatim after its set-up step.
+README_CLUSTER_COMMAND = "snakemake --profile slurm"
 # A 4-subject cohort segmented in 2 batches: 2 GPU jobs, 4 analyses in one group job.
-COHORT_CONFIG = """\
-synthetic:
-  n: 4
-  seed: 7
-  preset: tiny
-segmentation:
-  method: ground_truth
-  subjects_per_job: 2
-  threads: 1
-  mem_mb: 1000
-  runtime: 10
-"""
+COHORT_CONFIG = {
+    "synthetic": {"n": 4, "seed": 7, "preset": "tiny"},
+    "segmentation": {
+        "method": "ground_truth",
+        "subjects_per_job": 2,
+        "threads": 1,
+        "mem_mb": 1000,
+        "runtime": 10,
+    },
+}
 # Run-specific columns that legitimately differ between two runs of the same cohort.
 VOLATILE = re.compile(r"(time|date|created|host|duration|seconds|path|log)", re.IGNORECASE)
 
 
-def _copy_workflow(dst: Path) -> Path:
+def _merge_yaml(path: Path, overrides: dict) -> None:
+    """Edit a YAML file as a user would: nested keys of ``overrides`` replace its values."""
+    data = yaml.safe_load(path.read_text()) or {}
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _copy_workflow(dst: Path, config: dict | None = None) -> Path:
+    """A copy of the workflow with the cohort ``config`` and the test cluster's site settings."""
     dst.mkdir(parents=True)
     for name in WORKFLOW_FILES:
         src = REPO / name
@@ -48,21 +65,34 @@ def _copy_workflow(dst: Path) -> Path:
             shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif src.exists():
             shutil.copy2(src, dst / name)
+    if config and (dst / "config.yaml").exists():
+        _merge_yaml(dst / "config.yaml", config)
+    _merge_yaml(
+        dst / "profiles" / "slurm" / "config.yaml", yaml.safe_load(SITE_SETTINGS.read_text())
+    )
     return dst
 
 
-def _slurm_args(*extra: str) -> list[str]:
-    # --workflow-profile none: otherwise snakemake also loads profiles/default (the local
-    # profile) as "workflow profile", whose values override those of --profile.
-    return [
-        "--profile",
-        str(REPO / "profiles" / "slurm"),
-        "--profile",
-        str(TEST_PROFILE),
-        "--workflow-profile",
-        "none",
-        *extra,
-    ]
+def _link_profile(work: Path, xdg: Path) -> dict[str, str]:
+    """The README's set-up step (`make slurm-profile` = `spinecensus slurm-profile` in the
+    repository root), into a private XDG_CONFIG_HOME; returns the environment to run with."""
+    env = {"XDG_CONFIG_HOME": str(xdg)}
+    res = subprocess.run(
+        [str(SNAKEMAKE.parent / "spinecensus"), "slurm-profile"],
+        cwd=work,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (xdg / "snakemake" / "slurm").resolve() == (work / "profiles" / "slurm").resolve()
+    return env
+
+
+def test_readme_states_the_cluster_command():
+    readme = (REPO / "README.md").read_text()
+    assert "make slurm-profile" in readme and README_CLUSTER_COMMAND in readme
 
 
 def _tables(results: Path) -> dict[str, pd.DataFrame]:
@@ -97,28 +127,24 @@ def test_cluster_rejects_misrouted_gpu_job(slurm_cluster, tmp_path):
 
 def test_workflow_on_slurm_matches_local(slurm_cluster, tmp_path):
     """Synthetic cohort: same tables via SLURM as locally; segmentation ran in partition gpu."""
-    cfg = tmp_path / "cohort.yaml"
-    cfg.write_text(COHORT_CONFIG)
-    local = _copy_workflow(tmp_path / "local")
-    cuda = tmp_path / "cuda.yaml"  # device cuda: the segment rule requests gpu=1
-    cuda.write_text("segmentation:\n  device: cuda\n")
-    work = _copy_workflow(tmp_path / "slurm")
+    local = _copy_workflow(tmp_path / "local", COHORT_CONFIG)
+    # device cuda: the segment rule requests gpu=1
+    cuda = {**COHORT_CONFIG, "segmentation": {**COHORT_CONFIG["segmentation"], "device": "cuda"}}
+    work = _copy_workflow(tmp_path / "slurm", cuda)
+    env = _link_profile(work, tmp_path / "xdg")
     # The local reference run goes alongside the SLURM run: the latter mostly waits on
     # status polls, so together they take little more than the SLURM run alone.
     with ThreadPoolExecutor(max_workers=1) as pool:
         local_run = pool.submit(
-            run_snakemake,
-            ["--profile", "profiles/default", "--cores", "1", "--configfile", str(cfg)],
-            local,
-            timeout_s=200,
-            log=tmp_path / "local.log",
+            run_snakemake, ["--cores", "1"], local, timeout_s=200, log=tmp_path / "local.log"
         )
         try:
             run = run_snakemake(
-                _slurm_args("--configfile", str(cfg), str(cuda)),
+                README_CLUSTER_COMMAND.split()[1:],
                 work,
                 timeout_s=240,
                 log=tmp_path / "slurm.log",
+                env=env,
             )
         finally:
             scancel_workdir(slurm_cluster, work)
@@ -178,8 +204,19 @@ rule flaky:
 def test_failed_job_is_resubmitted_with_more_memory(slurm_cluster, tmp_path):
     """The profile's `retries` gives a NEW sbatch with attempt-2 resources (not an in-job retry)."""
     (tmp_path / "Snakefile").write_text(FLAKY)
+    shutil.copytree(REPO / "profiles" / "slurm", tmp_path / "profiles" / "slurm")
+    _merge_yaml(
+        tmp_path / "profiles" / "slurm" / "config.yaml", yaml.safe_load(SITE_SETTINGS.read_text())
+    )
+    env = _link_profile(tmp_path, tmp_path / "xdg")
     try:
-        run = run_snakemake(_slurm_args(), tmp_path, timeout_s=150, log=tmp_path / "sm.log")
+        run = run_snakemake(
+            README_CLUSTER_COMMAND.split()[1:],
+            tmp_path,
+            timeout_s=150,
+            log=tmp_path / "sm.log",
+            env=env,
+        )
     finally:
         scancel_workdir(slurm_cluster, tmp_path)
     assert run.returncode == 0, run.output[-4000:]
