@@ -57,8 +57,6 @@ def dry_run(work: Path, profile: Path, n: int) -> tuple[int, dict[str, int], flo
             "-n",
             "--profile",
             str(profile),
-            "--workflow-profile",
-            "none",
             "--configfile",
             str(cfg),
         ],
@@ -147,8 +145,6 @@ def real_runs(n: int, subjects_per_job: int) -> None:
                     str(profile),
                     "--profile",
                     str(test_profile),
-                    "--workflow-profile",
-                    "none",
                     "--configfile",
                     str(cfg),
                 ]
@@ -171,14 +167,14 @@ def real_runs(n: int, subjects_per_job: int) -> None:
         local_cfg["segmentation"]["device"] = "cpu"
         cfg_local.write_text(yaml.safe_dump(local_cfg))
         run = run_snakemake(
-            ["--profile", "profiles/default", "--cores", "2", "--configfile", str(cfg_local)],
+            ["--cores", "2", "--configfile", str(cfg_local)],
             work,
             timeout_s=1800,
             log=work / "snakemake.log",
         )
         if run.returncode != 0:
             raise SystemExit(run.output[-3000:])
-        print(f"| local, profiles/default --cores 2 | - | - | {run.seconds:.1f} |")
+        print(f"| local, --cores 2 | - | - | {run.seconds:.1f} |")
 
 
 def main(argv: list[str]) -> None:

@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 DOTTED = re.compile(r"\bspinecensus(?:\.[A-Za-z_]\w*)+")
+FROM_IMPORT = re.compile(r"from (spinecensus[\w.]*) import ([\w, ]+)")
 BACKTICKED = re.compile(r"`([a-z_]\w*(?:\.[A-Za-z_]\w*)+)(?:\([^`]*\))?`")
 #: a dotted token ending like this is a file name, not code
 FILE_SUFFIXES = {
@@ -118,6 +119,10 @@ def unresolved_names(text: str) -> list[str]:
     """Names in ``text`` that do not exist."""
     names = [n for n in DOTTED.findall(text) if n.rsplit(".", 1)[1] not in FILE_SUFFIXES]
     bad = [n for n in names if not resolve(n) and not is_table_metadata_key(n)]
+    for module, imported in FROM_IMPORT.findall(text):  # code examples
+        for name in (part.strip().split(" as ")[0] for part in imported.split(",")):
+            if name and not resolve(f"{module}.{name}"):
+                bad.append(f"{module}.{name}")
     for token in BACKTICKED.findall(text):
         head = token.split(".", 1)[0]
         if token.rsplit(".", 1)[1] in FILE_SUFFIXES:
@@ -142,3 +147,5 @@ def test_a_misspelt_name_is_caught():
     assert unresolved_names(text) == []
     typo = "Call `counting.count_labelz` and spinecensus.split.split_instancez."
     assert unresolved_names(typo) == ["spinecensus.split.split_instancez", "counting.count_labelz"]
+    code = "from spinecensus.naming.counting import count_labels, count_labelz"
+    assert unresolved_names(code) == ["spinecensus.naming.counting.count_labelz"]

@@ -78,6 +78,9 @@ def write_config(workdir: Path, sheet: Path, subjects_per_job: int = 4) -> None:
     cfg.setdefault("segmentation", {}).update(
         method="ground_truth", subjects_per_job=subjects_per_job, threads=1
     )
+    # a corpus of bad inputs on purpose: the failure guard (tests/test_workflow_e2e.py and
+    # tests/test_run_integrity.py) is switched off so that the run completes
+    cfg["qc"] = {"max_failed_fraction": 1.0, "fail_on_whole_batch": False}
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
 

@@ -185,6 +185,7 @@ def test_guard_message_by_fraction_and_by_batch():
     whole = {**ok, **dict.fromkeys("FGHIJ", False)}
     msg = guard_message(whole, batches, [], max_failed_fraction=0.9)
     assert "every subject of batch b00001 failed" in msg and "max_failed" not in msg
+    assert guard_message(whole, batches, [], 0.9, whole_batch=False) is None
 
 
 def test_failure_guard_on_tables_of_unreadable_images(tmp_path):

@@ -134,8 +134,10 @@ def test_sheet_cohort_failures_and_single_subject_rerun(tmp_path):
     """Synthetic phantoms + a corrupt and a missing image: failures recorded, rest complete."""
     sheet = _phantom_cohort(tmp_path / "data")
     work = tmp_path / "work"
+    # 2 of 5 failing on purpose, one batch whole: the failure guard is switched off here
     _write_config(work, samples=str(sheet),
-                  segmentation={"method": "ground_truth", "subjects_per_job": 2})  # fmt: skip
+                  segmentation={"method": "ground_truth", "subjects_per_job": 2},
+                  qc={"max_failed_fraction": 1.0, "fail_on_whole_batch": False})  # fmt: skip
     _snakemake(work)
     res = work / "results"
     fails = pq.read_table(res / "tables" / "failures.parquet").to_pandas().set_index("subject")

@@ -53,15 +53,19 @@ def guard_message(
     batches: Mapping[str, Sequence[str]],
     failures: Sequence[Mapping[str, str]],
     max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION,
+    whole_batch: bool = True,
 ) -> str | None:
     """The guard's one line, or ``None`` when the run may count as a success.
 
     ``processed``: subject -> analysed (``subjects.parquet``); ``failures``: rows of
-    ``failures.parquet`` (``subject``, ``rule``, ``error``).
+    ``failures.parquet`` (``subject``, ``rule``, ``error``); ``whole_batch``: also fail when
+    every subject of one batch failed (``qc.fail_on_whole_batch``).
     """
     n = len(processed)
-    failed = [s for s, ok in processed.items() if not ok]
-    whole = sorted(b for b, subs in batches.items() if subs and all(s in failed for s in subs))
+    failed = {s for s, ok in processed.items() if not ok}
+    whole = sorted(
+        b for b, subs in batches.items() if whole_batch and subs and all(s in failed for s in subs)
+    )
     too_many = n > 0 and len(failed) / n > max_failed_fraction
     if not (too_many or whole):
         return None
@@ -82,6 +86,7 @@ def failure_guard(
     seg_dirs: Iterable[str | os.PathLike[str]],
     marker: str | os.PathLike[str],
     max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION,
+    whole_batch: bool = True,
 ) -> None:
     """Check the cohort tables in ``tables_dir``; raise :class:`CohortFailed` with the guard's
     line, else write ``marker`` (one line: subjects analysed and failed)."""
@@ -92,7 +97,9 @@ def failure_guard(
     names = subjects.column("subject").to_pylist()
     processed = dict(zip(names, subjects.column("processed").to_pylist(), strict=True))
     failures = pq.read_table(tdir / "failures.parquet").to_pylist()
-    message = guard_message(processed, batch_members(seg_dirs), failures, max_failed_fraction)
+    message = guard_message(
+        processed, batch_members(seg_dirs), failures, max_failed_fraction, whole_batch
+    )
     if message is not None:
         raise CohortFailed(f"{message}; tables written to {tdir}")
     n_failed = sum(not ok for ok in processed.values())

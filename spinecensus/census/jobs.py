@@ -54,7 +54,9 @@ def _cmd_segment(a: argparse.Namespace) -> int:
 
 def _cmd_failure_guard(a: argparse.Namespace) -> int:
     try:
-        failure_guard(a.tables, a.seg_dirs, a.marker, a.max_failed_fraction)
+        failure_guard(
+            a.tables, a.seg_dirs, a.marker, a.max_failed_fraction, not a.no_whole_batch_check
+        )
     except CohortFailed as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -155,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tables", required=True)
     s.add_argument("--marker", required=True, help="written when the run passes the guard")
     s.add_argument("--max-failed-fraction", type=float, default=0.2)
+    s.add_argument(
+        "--no-whole-batch-check", action="store_true", help="pass batches that failed whole"
+    )
     s.add_argument("--seg-dirs", nargs="*", default=[], help="segmentation batch folders")
     s.set_defaults(func=_cmd_failure_guard)
     s = sub.add_parser("check-sheet", help="validate a sample sheet")

@@ -95,7 +95,12 @@ rule failure_guard:
     params:
         tables=lambda wildcards, input: os.path.dirname(input.subjects),
         max_failed_fraction=config.get("qc", {}).get("max_failed_fraction", 0.2),
+        whole_batch=(
+            ""
+            if config.get("qc", {}).get("fail_on_whole_batch", True)
+            else "--no-whole-batch-check"
+        ),
     shell:
         "python -m spinecensus.census failure-guard --tables {params.tables:q} "
         "--marker {output:q} --max-failed-fraction {params.max_failed_fraction} "
-        "--seg-dirs {input.batches:q} > {log:q} 2>&1"
+        "{params.whole_batch} --seg-dirs {input.batches:q} > {log:q} 2>&1"
