@@ -241,6 +241,12 @@ def test_mixed_cohort_failures_recorded_and_good_subjects_unchanged(mixed_cohort
     assert f"spinecensus: {n} subjects, {len(good)} analysed, {len(expected)} failed" in out
     for subject in expected:
         assert f"  {subject} [" in out
+    # failures counted by rule, then the commonest messages (file paths removed)
+    by_rule = pd.Series([exp[0] for exp in expected.values()]).value_counts()
+    line = next(ln for ln in out.splitlines() if ln.startswith("  failed by rule: "))
+    assert dict(
+        kv.rsplit(" ", 1) for kv in line.removeprefix("  failed by rule: ").split(", ")
+    ) == {r: str(k) for r, k in by_rule.items()}
 
     # privacy: no planted token in any output, log or console line
     assert test_privacy.grep_tree(res_all) == {}
