@@ -23,8 +23,7 @@ from spinecensus.train.config import TrainConfig
 from spinecensus.train.subjects import EXPERT_OFFSET, anomaly_for, make_subject, subject_seed
 from spinecensus.train.union_maps import instances_from_union, union_class_map
 
-#: the name the training's log lines carry (unchanged since the module split)
-log = logging.getLogger("spinecensus.train.training")
+log = logging.getLogger(__name__)
 
 
 def train_crops(

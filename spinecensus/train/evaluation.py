@@ -24,8 +24,7 @@ from spinecensus.train.networks import inference_amp
 from spinecensus.train.subjects import EVAL_OFFSET, make_subject, subject_seed
 from spinecensus.train.union_maps import union_class_map
 
-#: the name the training's log lines carry (unchanged since the module split)
-log = logging.getLogger("spinecensus.train.training")
+log = logging.getLogger(__name__)
 
 #: visible vertebrae per evaluation crop (the thesis's table columns)
 EVAL_V = (5, 8, 10, 15)

@@ -18,8 +18,7 @@ from spinecensus.train.loop import train_network
 from spinecensus.train.networks import model_spec, save_trained
 from spinecensus.train.slice_bank import to_bank
 
-#: the name the training's log lines carry (unchanged since the module split)
-log = logging.getLogger("spinecensus.train.training")
+log = logging.getLogger(__name__)
 
 
 def train_labeler(

@@ -22,8 +22,7 @@ from spinecensus.train.slice_bank import SliceBank, sample_batch
 if TYPE_CHECKING:
     import torch
 
-#: the name the training's log lines carry (unchanged since the module split)
-log = logging.getLogger("spinecensus.train.training")
+log = logging.getLogger(__name__)
 
 
 def dice_loss(

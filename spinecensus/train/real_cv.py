@@ -15,8 +15,7 @@ from spinecensus.train.real_run_config import RealRunConfig
 from spinecensus.train.real_splits import check_split, n_folds, split_subjects
 from spinecensus.train.real_subject_eval import evaluate_model
 
-#: the name the real-MRI evaluation's log lines carry (unchanged since the module split)
-log = logging.getLogger("spinecensus.train.realtrain")
+log = logging.getLogger(__name__)
 
 
 def train_real_cv_evaluate(

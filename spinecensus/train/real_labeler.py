@@ -41,8 +41,7 @@ import numpy as np
 from spinecensus.train.real_data import DEFAULT_ROOT, LoadedSample, RealSample, load_manifest
 from spinecensus.train.real_splits import check_split, split_subjects
 
-#: the name the real-MRI labeler's log lines carry (unchanged since the module split)
-log = logging.getLogger("spinecensus.train.reallabel")
+log = logging.getLogger(__name__)
 
 #: target value of voxels the masks say nothing about (no loss)
 IGNORE = 255

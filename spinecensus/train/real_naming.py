@@ -23,8 +23,7 @@ from spinecensus.train.real_report import write_cv_evaluation
 from spinecensus.train.real_splits import n_folds, split_subjects
 from spinecensus.train.real_subject_eval import SubjectEval, evaluate_subject
 
-#: the name the real-MRI labeler's log lines carry (unchanged since the module split)
-log = logging.getLogger("spinecensus.train.reallabel")
+log = logging.getLogger(__name__)
 
 
 def labeler_namer(

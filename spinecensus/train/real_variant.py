@@ -35,8 +35,7 @@ from spinecensus.train.real_run_config import (
 from spinecensus.train.real_train_loop import TrainConfig, train_partial
 from spinecensus.train.real_volumes import TrainVolume, prepare_volume
 
-#: the name the real-MRI training's log lines carry (unchanged since the module split)
-log = logging.getLogger("spinecensus.train.realtrain")
+log = logging.getLogger(__name__)
 
 
 def train_real_variant(

@@ -20,8 +20,7 @@ from spinecensus.train.networks import inference_amp, model_spec, save_trained
 from spinecensus.train.slice_bank import SliceBank, to_bank
 from spinecensus.train.subjects import EVAL_OFFSET, EXPERT_OFFSET, make_subject, subject_seed
 
-#: the name the training's log lines carry (unchanged since the module split)
-log = logging.getLogger("spinecensus.train.training")
+log = logging.getLogger(__name__)
 
 
 def train_segmentation(config: dict[str, Any] | None, out: str | os.PathLike[str]) -> Path:
