@@ -81,6 +81,8 @@ def write_config(workdir: Path, sheet: Path, subjects_per_job: int = 4) -> None:
     # a corpus of bad inputs on purpose: the failure guard (tests/test_workflow_e2e.py and
     # tests/test_run_integrity.py) is switched off so that the run completes
     cfg["qc"] = {"max_failed_fraction": 1.0, "fail_on_whole_batch": False}
+    # the corpus sheets (write_sheet) have `site`, not the shipped strata's sex and age
+    cfg["prevalence"] = {**cfg.get("prevalence", {}), "strata": ["site"]}
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
 

@@ -103,7 +103,8 @@ def test_tiny_synthetic_cohort_matches_ground_truth(tmp_path):
             assert got[name] == pytest.approx(volume, rel=1e-9), (row["subject"], name)
 
     prev = pq.read_table(res / "tables" / "prevalence.parquet").to_pandas()
-    allrows = prev[prev["stratum"] == "all"].set_index("status")
+    allrows = prev[(prev["stratum"] == "all") & (prev["estimate"] == "called")]
+    allrows = allrows.set_index("status")
     for st in ("lumbarization", "sacralization"):
         assert allrows.loc[st, "n"] == (sheet["anomaly"] == st).sum()
         assert allrows.loc[st, "denominator"] == 6
@@ -207,7 +208,7 @@ def test_unreadable_cohort_fails_the_run_with_tables_written(tmp_path):
     sheet = data / "samples.tsv"
     sheet.write_text("\n".join(rows) + "\n")
     work = tmp_path / "work"
-    _write_config(work, samples=str(sheet))
+    _write_config(work, samples=str(sheet), prevalence={"strata": []})  # no sex/age columns
     proc = _snakemake(work, ok=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0

@@ -13,7 +13,7 @@ function named after its rule:
 Modules:
 
 * ``sheet``: the sample sheet (``read_sheet``, ``check_subject_ids``, ``resolve_paths``,
-  ``SampleSheetError``).
+  ``check_columns``, ``SampleSheetError``).
 * ``batches``: subjects into segmentation jobs (``make_batches``, ``batch_of``,
   ``synthetic_subject_ids``).
 * ``environment``: the job process (``prepare_job_environment``, ``process_age_s``,
@@ -21,7 +21,10 @@ Modules:
 * ``subject_analysis``: one semantic mask -> instances, names, volumes (``analyse_semantic``,
   ``process_semantic``) and the ``spinecensus split`` command.
 * ``tables``: Parquet schemas, table metadata, the subjects/structures/failures tables
-  (``write_cohort_tables``); ``prevalence``: Wilson intervals, strata, ``prevalence_table``.
+  (``write_cohort_tables``); ``prevalence``: Wilson intervals, ``prevalence_table``;
+  ``strata``: the declared strata (``StrataSpec``, ``check_declaration``);
+  ``misclassification``: the Rogan–Gladen correction; ``presacral``: the status definition
+  and ``presacral_count``.
 * ``subject_qc``: per-subject PNG and failure card; ``cohort_figures``: prevalence and
   volume figures; ``pyplot_png``: matplotlib (Agg) and atomic PNG writes.
 * ``run_summary``: the end-of-run summary printed by the Snakefile's ``onsuccess``.

@@ -138,6 +138,8 @@ def cohort_qc(
 
     tdir = Path(tables_dir)
     prev = pq.read_table(tdir / "prevalence.parquet").to_pandas()
+    if "estimate" in prev.columns:  # the figure shows the calls (Wilson), not the correction
+        prev = prev[prev["estimate"] == "called"]
     meta = read_metadata(tdir / "prevalence.parquet")
     planted = json.loads(meta["planted"]) if "planted" in meta else None
     prevalence_png(prev, prevalence_path, planted)

@@ -1,8 +1,12 @@
-"""Transitional-vertebra prevalence per stratum, with Wilson 95 % confidence intervals.
+"""Transitional-vertebra prevalence per stratum: Wilson 95 % intervals of the calls and,
+with an expert-validated subset, the misclassification-corrected (Rogan–Gladen) estimate.
 
-``prevalence.parquet`` has one row per status (lumbarization, sacralization) x stratum: all
-subjects, then one stratum per value of each sample-sheet covariate (:func:`strata`).
-Prevalences are fractions 0-1 of the processed subjects whose status is determinable.
+``prevalence.parquet`` has one row per status (lumbarization, sacralization) x stratum x
+estimate: all subjects, then one stratum per declared covariate value
+(:func:`spinecensus.census.strata.strata`).  ``estimate`` is ``called`` (the pipeline's calls,
+Wilson interval) and, where the sheet has ``expert_status``, ``corrected``
+(:mod:`spinecensus.census.misclassification`).  Prevalences are fractions 0-1 of the processed
+subjects whose status is determinable.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from spinecensus.census.misclassification import accuracy, corrected_prevalence
+from spinecensus.census.strata import StrataSpec, strata
+
 #: two-sided 95 % normal quantile used by the Wilson interval
 Z95 = 1.959963984540054
 
@@ -22,25 +29,26 @@ PREVALENCE_STATUSES = ("lumbarization", "sacralization")
 #: statuses that count as "determinable" (the prevalence denominator)
 DETERMINABLE = ("normal", "lumbarization", "sacralization")
 
-#: sample-sheet columns that are never strata (paths, IDs, ground truth)
-NON_COVARIATES = frozenset(
-    {"subject", "image", "semantic", "instances", "labels", "anomaly", "true_status"}
-)
-#: a text covariate with more distinct values than this is an identifier, not a stratum
-MAX_STRATA_PER_COVARIATE = 20
-
 PREVALENCE_SCHEMA = pa.schema(
     [
         ("status", pa.string()),
         ("stratum", pa.string()),
         ("covariate", pa.string()),
+        ("estimate", pa.string()),
         ("n", pa.int64()),
         ("denominator", pa.int64()),
         ("prevalence", pa.float64()),
         ("ci_low", pa.float64()),
         ("ci_high", pa.float64()),
+        ("n_undetermined", pa.int64()),
+        ("n_failed", pa.int64()),
         ("true_n", pa.int64()),
         ("true_prevalence", pa.float64()),
+        ("sensitivity", pa.float64()),
+        ("specificity", pa.float64()),
+        ("n_validated", pa.int64()),
+        ("n_validated_positive", pa.int64()),
+        ("note", pa.string()),
     ]
 )
 
@@ -70,80 +78,98 @@ def wilson_interval(
     return low, high
 
 
-def strata(sheet_df: Any) -> list[tuple[str, str, np.ndarray]]:
-    """Strata of a subjects DataFrame: ``("all", "", mask)`` then one per covariate value.
-
-    Covariates are the sample sheet's extra columns (never ``anomaly``/``true_status``,
-    IDs or paths).  Strings/categories: one stratum per value (``sex=F``); a numeric column
-    named like ``age``: decade bins (``age=50-59``); other numeric columns with at most 12
-    distinct values: one stratum per value; other numeric columns, and text columns with
-    more than :data:`MAX_STRATA_PER_COVARIATE` values (identifiers), are skipped.
-    """
-    import pandas as pd
-
-    out: list[tuple[str, str, np.ndarray]] = [("all", "", np.ones(len(sheet_df), dtype=bool))]
-    for col in sheet_df.columns:
-        if col in NON_COVARIATES:
-            continue
-        s = sheet_df[col]
-        if pd.api.types.is_bool_dtype(s) or not pd.api.types.is_numeric_dtype(s):
-            vals = s.astype("string")
-            if vals.nunique(dropna=True) > MAX_STRATA_PER_COVARIATE:
-                continue
-            for v in sorted(vals.dropna().unique()):
-                out.append((f"{col}={v}", col, (vals == v).fillna(False).to_numpy(bool)))
-        elif "age" in col.lower():
-            dec = np.floor(s.to_numpy(float) / 10.0) * 10
-            for lo in sorted({float(d) for d in dec if np.isfinite(d)}):
-                label = f"{col}={int(lo)}-{int(lo) + 9}"
-                out.append((label, col, dec == lo))
-        elif s.nunique(dropna=True) <= 12:
-            for v in sorted(s.dropna().unique()):
-                label = f"{col}={v:g}" if isinstance(v, float) else f"{col}={v}"
-                out.append((label, col, (s == v).fillna(False).to_numpy(bool)))
-    return out
+def _expert(subjects: Any) -> Any | None:
+    """The ``expert_status`` column (string) where the sheet has one, else None; the
+    validated subset is its non-empty entries."""
+    if "expert_status" not in subjects.columns:
+        return None
+    expert = subjects["expert_status"].astype("string").str.strip()
+    return expert.mask(expert == "")
 
 
-def prevalence_table(subjects: Any, covariates: Iterable[str] | None = None) -> pa.Table:
-    """Prevalence of each transitional status per stratum (Wilson 95 % CI).
+def prevalence_table(subjects: Any, declared: StrataSpec | Iterable[str] | None = None) -> pa.Table:
+    """Prevalence of each transitional status per stratum: the calls with a Wilson 95 % CI
+    (``estimate`` = ``called``) and, where ``subjects`` has ``expert_status``, the
+    Rogan–Gladen correction (``corrected``) right after each called row.
 
     ``subjects``: pandas DataFrame with ``transitional_status``, ``processed`` and the
-    covariate columns (``covariates``: which ones; default all non-output sheet columns).
+    declared covariate columns.  ``declared``: the strata (:class:`StrataSpec`; a list of
+    column names is a spec with the default age column and decade bins); None: only ``all``.
     ``denominator`` = processed subjects whose status is determinable (normal,
-    lumbarization or sacralization); ``n`` = those with the status.  ``true_n`` /
-    ``true_prevalence`` count the sheet's ground truth (``true_status``) over the *same*
-    denominator subjects, for synthetic validation; null when there is no ground truth.
+    lumbarization or sacralization); ``n`` = those with the status; ``n_undetermined`` and
+    ``n_failed`` = the stratum's processed subjects without a status and its failed subjects.
+    ``true_n`` / ``true_prevalence`` count the sheet's ground truth (``true_status``) over the
+    *same* denominator subjects, for synthetic validation; null when there is no ground truth.
+    Se and Sp of the correction come from the validated subjects of the denominator (all
+    strata pooled) whose expert status is determinable.
     """
+    if declared is None:
+        spec = StrataSpec()
+    elif isinstance(declared, StrataSpec):
+        spec = declared
+    else:
+        spec = StrataSpec(columns=tuple(declared))
     status = subjects["transitional_status"].astype("string").fillna("undetermined")
-    determinable = status.isin(DETERMINABLE).to_numpy(bool).copy()
+    processed = np.ones(len(subjects), dtype=bool)
     if "processed" in subjects.columns:
-        determinable &= subjects["processed"].fillna(False).to_numpy(bool)
-    has_truth = "true_status" in subjects.columns
-    truth = subjects["true_status"].astype("string") if has_truth else None
-    cov_cols = list(covariates) if covariates is not None else []
-    strat = strata(subjects[cov_cols]) if cov_cols else strata(subjects.iloc[:, :0])
+        processed = subjects["processed"].fillna(False).to_numpy(bool)
+    determinable = status.isin(DETERMINABLE).to_numpy(bool) & processed
+    truth = subjects["true_status"].astype("string") if "true_status" in subjects else None
+    expert = _expert(subjects)
+    validated = None
+    if expert is not None:
+        validated = determinable & expert.isin(DETERMINABLE).fillna(False).to_numpy(bool)
+    strat = strata(subjects, spec)
     recs: dict[str, list[Any]] = {f.name: [] for f in PREVALENCE_SCHEMA}
+
+    def add(**row: Any) -> None:
+        for name in recs:
+            recs[name].append(row.get(name))
+
     for st in PREVALENCE_STATUSES:
         hit = (status == st).to_numpy(bool)
         true_hit = (truth == st).fillna(False).to_numpy(bool) if truth is not None else None
+        acc = None
+        if validated is not None:
+            acc = accuracy(hit[validated], (expert == st).fillna(False).to_numpy(bool)[validated])
         for label, cov, mask in strat:
             denom = int(np.count_nonzero(mask & determinable))
             n = int(np.count_nonzero(mask & determinable & hit))
-            recs["status"].append(st)
-            recs["stratum"].append(label)
-            recs["covariate"].append(cov or None)
-            recs["n"].append(n)
-            recs["denominator"].append(denom)
-            recs["prevalence"].append(n / denom if denom else math.nan)
+            low, high = wilson_interval(n, denom)
+            common = {
+                "status": st,
+                "stratum": label,
+                "covariate": cov or None,
+                "n": n,
+                "denominator": denom,
+                "n_undetermined": int(np.count_nonzero(mask & processed & ~determinable)),
+                "n_failed": int(np.count_nonzero(mask & ~processed)),
+            }
             if true_hit is not None:
                 tn = int(np.count_nonzero(mask & determinable & true_hit))
-                recs["true_n"].append(tn)
-                recs["true_prevalence"].append(tn / denom if denom else math.nan)
-            else:
-                recs["true_n"].append(None)
-                recs["true_prevalence"].append(None)
-    low, high = wilson_interval(np.array(recs["n"]), np.array(recs["denominator"]))
-    recs["ci_low"] = [float(v) for v in low]
-    recs["ci_high"] = [float(v) for v in high]
+                common["true_n"] = tn
+                common["true_prevalence"] = tn / denom if denom else math.nan
+            add(
+                **common,
+                estimate="called",
+                prevalence=n / denom if denom else math.nan,
+                ci_low=float(low),
+                ci_high=float(high),
+            )
+            if acc is None:
+                continue
+            p, lo, hi, note = corrected_prevalence(n, denom, acc, st)
+            add(
+                **common,
+                estimate="corrected",
+                prevalence=p,
+                ci_low=lo,
+                ci_high=hi,
+                sensitivity=acc.sensitivity,
+                specificity=acc.specificity,
+                n_validated=acc.n_positive + acc.n_negative,
+                n_validated_positive=acc.n_positive,
+                note=note,
+            )
     arrays = [pa.array(recs[f.name], type=f.type) for f in PREVALENCE_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=PREVALENCE_SCHEMA)

@@ -19,8 +19,54 @@ import numpy as np
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+#: sheet columns the pipeline reads itself: IDs, paths, the synthetic ground truth
+#: (``anomaly``) and the expert reading of a validated subset (``expert_status``); never strata
+INPUT_COLUMNS = ("subject", "image", "semantic", "instances", "labels", "anomaly", "expert_status")
+#: the columns the pipeline writes into ``subjects.parquet`` (``subject`` aside); a sheet
+#: covariate of one of these names would be replaced by the pipeline's column, so it is an
+#: error (:func:`check_columns`)
+OUTPUT_COLUMNS = (
+    "processed", "transitional_status", "lumbar_count", "presacral_count", "n_vertebrae",
+    "n_discs", "split_valid", "invalid_reason", "first_label", "last_label", "decided_by",
+    "qc_flags", "total_volume_mm3", "failed_rule", "error", "segmentation_method", "model",
+    "labeler", "pipeline_version", "input_sha256", "analyse_seconds", "n_cervical",
+    "n_thoracic", "n_lumbar", "n_sacral", "true_status",
+)  # fmt: skip
+
+
 class SampleSheetError(ValueError):
     """A problem with the sample sheet as a whole (stops the run before any job)."""
+
+
+def check_columns(
+    columns: Sequence[str], strata: Sequence[str] = (), sheet: str | os.PathLike[str] = "<sheet>"
+) -> None:
+    """Raise :class:`SampleSheetError` naming the column when the sheet's ``columns`` and the
+    declared prevalence ``strata`` (``prevalence.strata`` of the config) do not fit.
+
+    A covariate named like an output column of ``subjects.parquet`` (:data:`OUTPUT_COLUMNS`)
+    collides with it; a declared stratum must be a sheet column and must not be one the
+    pipeline reads itself (:data:`INPUT_COLUMNS`).
+    """
+    cols = [str(c) for c in columns]
+    for col in cols:
+        if col in OUTPUT_COLUMNS:
+            raise SampleSheetError(
+                f"sample sheet {sheet}: column {col!r} collides with the output column "
+                f"{col!r} of subjects.parquet; rename it in the sheet (e.g. 'sheet_{col}')"
+            )
+    for col in strata:
+        if col in INPUT_COLUMNS:
+            raise SampleSheetError(
+                f"sample sheet {sheet}: prevalence.strata declares column {col!r}, which "
+                "the pipeline reads itself and is never a stratum"
+            )
+        if col not in cols:
+            raise SampleSheetError(
+                f"sample sheet {sheet}: prevalence.strata declares column {col!r}, which the "
+                f"sheet lacks (columns: {', '.join(cols)}); add it to the sheet or remove it "
+                "from prevalence.strata in the config"
+            )
 
 
 def _delimiter(path: Path, head: str) -> str:

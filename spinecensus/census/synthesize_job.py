@@ -18,12 +18,13 @@ from spinecensus.io import atomic_path
 def _synth_one(args: tuple) -> dict[str, Any]:
     """Generate and write synthetic subject ``index`` (a worker of :func:`synthesize`)."""
     from spinecensus import synthetic
-    from spinecensus.synthetic.cohort import _cohort_draw
+    from spinecensus.synthetic.cohort import _cohort_draw, expert_status
 
     out, index, seed, lumbarization, sacralization, cfg = args
     anomaly, sub_seed = _cohort_draw(seed, index, lumbarization, sacralization)
     sub = synthetic.generate_subject(sub_seed, anomaly, cfg, subject=synthetic.subject_id(index))
     row = synthetic.write_subject(sub, out, cfg.storage_axcodes)
+    row["expert_status"] = expert_status(seed, index, anomaly)
     for key in ("image", "semantic", "instances", "labels"):
         row[key] = Path(row[key]).relative_to(out).as_posix()
     return row

@@ -6,8 +6,9 @@ subject) and writes four tables to ``results/tables/``:
 
 * ``structures.parquet`` — one row per subject x structure (:data:`STRUCTURES_SCHEMA`);
 * ``subjects.parquet`` — one row per subject of the sample sheet, processed or failed;
-* ``prevalence.parquet`` — transitional-vertebra prevalence per status x stratum with
-  Wilson 95 % intervals (:func:`spinecensus.census.prevalence.prevalence_table`);
+* ``prevalence.parquet`` — transitional-vertebra prevalence per status x declared stratum:
+  the calls with Wilson 95 % intervals and, with an expert-validated subset, the
+  misclassification-corrected estimate (:func:`spinecensus.census.prevalence.prevalence_table`);
 * ``failures.parquet`` — ``subject``, ``rule``, ``error`` of every failed subject (an empty
   table with the same schema when none failed).
 
@@ -35,7 +36,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from spinecensus import __version__
-from spinecensus.census.prevalence import NON_COVARIATES, prevalence_table
+from spinecensus.census.misclassification import METHOD as CORRECTION_METHOD
+from spinecensus.census.presacral import STATUS_DEFINITION, presacral_counts
+from spinecensus.census.prevalence import prevalence_table
+from spinecensus.census.strata import StrataSpec, check_declaration
 from spinecensus.io import atomic_path
 
 STRUCTURES_SCHEMA = pa.schema(
@@ -233,6 +237,8 @@ def subjects_table(
         df[f"n_{reg}"] = df["subject"].map(col).astype("Int64")
         df.loc[~df["processed"].astype(bool), f"n_{reg}"] = pd.NA
         df.loc[df["processed"].astype(bool) & df[f"n_{reg}"].isna(), f"n_{reg}"] = 0
+    at = df.columns.get_loc("lumbar_count") + 1 if "lumbar_count" in df.columns else len(df.columns)
+    df.insert(int(at), "presacral_count", presacral_counts(df))
     if sheet is not None and len(sheet):
         paths = ("image", "semantic", "instances", "labels")
         sh = sheet.drop(columns=[c for c in paths if c in sheet.columns])
@@ -266,25 +272,32 @@ def write_cohort_tables(
 ) -> dict[str, Path]:
     """Build the four cohort tables from per-subject files; returns their paths.
 
-    ``sheet``: the sample sheet as a pandas DataFrame (covariates, ``anomaly``).  Failed
-    subjects' ``structures.parquet`` are empty, so they contribute no structure rows.
+    ``sheet``: the sample sheet as a pandas DataFrame (covariates, ``anomaly``,
+    ``expert_status``).  The prevalence strata are the config's declared ones
+    (:meth:`StrataSpec.from_config`); a sheet that does not fit them raises
+    :class:`spinecensus.census.sheet.SampleSheetError` naming the column.  Failed subjects'
+    ``structures.parquet`` are empty, so they contribute no structure rows.
     """
     out = Path(out_dir)
+    spec = StrataSpec.from_config(config)
+    if sheet is not None:
+        check_declaration(sheet, spec)
     summaries = read_summaries(summary_paths)
     structures = read_structures(structures_paths)
     subjects = subjects_table(summaries, structures, sheet)
-    sub_df = subjects.to_pandas()
-    covariates = [
-        c for c in (sheet.columns if sheet is not None else []) if c not in NON_COVARIATES
-    ]
-    prevalence = prevalence_table(sub_df, covariates)
+    prevalence = prevalence_table(subjects.to_pandas(), spec)
     failures = failures_table(summaries)
     meta = table_metadata(
         config,
         n_subjects=str(len(summaries)),
         n_failed=str(failures.num_rows),
+        status_definition=STATUS_DEFINITION,
         **dict(extra_metadata or {}),
     )
+    prev_meta = dict(meta)
+    prev_meta[b"spinecensus.strata"] = json.dumps(spec.as_dict()).encode()
+    if "corrected" in prevalence.column("estimate").to_pylist():
+        prev_meta[b"spinecensus.correction"] = CORRECTION_METHOD.encode()
     paths = {
         "structures": out / "structures.parquet",
         "subjects": out / "subjects.parquet",
@@ -293,6 +306,6 @@ def write_cohort_tables(
     }
     write_table(structures, paths["structures"], meta)
     write_table(subjects, paths["subjects"], meta)
-    write_table(prevalence, paths["prevalence"], meta)
+    write_table(prevalence, paths["prevalence"], prev_meta)
     write_table(failures, paths["failures"], meta)
     return paths

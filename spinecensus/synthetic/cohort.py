@@ -2,7 +2,10 @@
 
 Subject ``i`` of a cohort depends only on (cohort seed, i, prevalences, config), never on
 the cohort size.  Written layout: ``<out>/<subject>/{image,semantic,instances}.nii.gz``,
-``labels.json`` and ``<out>/samples.tsv`` (columns ``SAMPLE_COLUMNS``).
+``labels.json`` and ``<out>/samples.tsv`` (columns ``SAMPLE_COLUMNS``).  A seeded
+:data:`VALIDATED_FRACTION` of the subjects is "expert-validated": their ``expert_status`` is
+the truth (``anomaly``), empty for the others (:func:`expert_status`), so the demo's
+prevalence table shows the misclassification-corrected estimate.
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ from spinecensus.synthetic.config import DEFAULT_AXCODES, SyntheticConfig
 from spinecensus.synthetic.generate import generate_subject
 from spinecensus.synthetic.subject import SyntheticSubject
 
-SAMPLE_COLUMNS = ("subject", "image", "semantic", "instances", "labels", "anomaly", "sex", "age")
+SAMPLE_COLUMNS = (
+    "subject", "image", "semantic", "instances", "labels", "anomaly", "sex", "age",
+    "expert_status",
+)  # fmt: skip
+#: expected fraction of subjects marked as validated (``expert_status`` filled)
+VALIDATED_FRACTION = 0.2
+#: added to the cohort seed for the validation draw, a stream of its own: the images and
+#: the anomaly draws are those of a cohort without it
+VALIDATION_SEED_OFFSET = 7_000_003
 
 
 def sample_anomaly(rng: np.random.Generator, lumbarization: float, sacralization: float) -> str:
@@ -45,6 +56,17 @@ def _cohort_draw(seed: int, index: int, lumbarization: float, sacralization: flo
     anomaly = sample_anomaly(np.random.default_rng(a_ss), lumbarization, sacralization)
     sub_seed = int(s_ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
     return anomaly, sub_seed
+
+
+def expert_status(seed: int, index: int, anomaly: str) -> str:
+    """``expert_status`` of subject ``index``: its ``anomaly`` with probability
+    :data:`VALIDATED_FRACTION` (a validated subject), else ``""``.
+
+    Drawn from a generator seeded with (seed + :data:`VALIDATION_SEED_OFFSET`, index), so it
+    depends only on (seed, i), like the subject, and leaves the images' streams untouched.
+    """
+    ss = np.random.SeedSequence([int(seed) + VALIDATION_SEED_OFFSET, int(index)])
+    return anomaly if np.random.default_rng(ss).random() < VALIDATED_FRACTION else ""
 
 
 def subject_id(index: int) -> str:
@@ -103,14 +125,15 @@ def write_cohort(
     """Write a cohort and ``out_dir/samples.tsv``; return the sheet's path.
 
     Sheet columns: subject, image, semantic, instances, labels (paths relative to the
-    sheet), anomaly, sex, age.
+    sheet), anomaly, sex, age, expert_status (:func:`expert_status`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = config or SyntheticConfig()
     rows = []
-    for sub in generate_cohort(n, seed, lumbarization, sacralization, cfg):
+    for i, sub in enumerate(generate_cohort(n, seed, lumbarization, sacralization, cfg)):
         row = write_subject(sub, out, cfg.storage_axcodes)
+        row["expert_status"] = expert_status(seed, i, sub.anomaly)
         for key in ("image", "semantic", "instances", "labels"):
             row[key] = Path(row[key]).relative_to(out).as_posix()  # type: ignore[arg-type]
         rows.append(row)

@@ -4,7 +4,8 @@
 # cohort_qc spinecensus.census.cohort_figures.cohort_qc (`... cohort-qc`), rule
 # failure_guard spinecensus.census.failure_guard.failure_guard (`... failure-guard`): the run
 # fails, tables kept, when more than qc.max_failed_fraction of the subjects failed or every
-# subject of a segmentation batch did.
+# subject of a segmentation batch did. The config reaches aggregate as JSON: its `prevalence`
+# section declares the strata (checked against the sheet at parse time, common.smk).
 
 
 rule aggregate:

@@ -25,6 +25,7 @@ from spinecensus.census.sheet import (  # noqa: E402
     read_sheet,
     resolve_paths,
 )
+from spinecensus.census.strata import StrataSpec, check_declaration  # noqa: E402
 from spinecensus.io import InputError  # noqa: E402
 from spinecensus.segment.weights import (  # noqa: E402
     WeightsTaskError,
@@ -75,6 +76,20 @@ else:
 
 if not SUBJECTS:
     raise WorkflowError(f"sample sheet {SHEET}: no subjects")
+
+# The prevalence strata are declared (config prevalence.strata); a declared column the sheet
+# lacks, or a covariate named like an output column of subjects.parquet, stops the run here,
+# naming the column. The synthetic sheet is written by a job: its columns are the generator's.
+try:
+    STRATA = StrataSpec.from_config(config)
+    if SYNTHETIC:
+        from spinecensus.synthetic.cohort import SAMPLE_COLUMNS
+
+        check_declaration(list(SAMPLE_COLUMNS), STRATA, "(synthetic demo cohort)")
+    else:
+        check_declaration(_sheet, STRATA, SHEET)
+except ValueError as exc:  # SampleSheetError, or prevalence.age_bins not increasing
+    raise WorkflowError(str(exc))
 
 BATCHES = make_batches(SUBJECTS, int(SEG.get("subjects_per_job", 25)))
 BATCH_OF = batch_of(BATCHES)
