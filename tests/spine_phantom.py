@@ -15,6 +15,9 @@ import numpy as np
 
 from spinecensus.anatomy import labels
 
+#: C2's dens: height and half-width (mm, before ``scale``)
+DENS_MM = (14.0, 4.0)
+
 
 @dataclass
 class Phantom:
@@ -39,7 +42,9 @@ def make_phantom(
 
     Sizes (mm, before ``scale``): vertebral body heights 13 (cervical) -> 20 (thoracic)
     -> 26 (lumbar), discs 5 -> 9 mm, sacrum 45 mm; body half-widths 10-22 mm lateral,
-    8-17 mm AP.  ``n_vertebrae`` keeps only the top N vertebrae (no sacrum then).
+    8-17 mm AP.  C2 carries a dens (``DENS_MM``: 14 mm tall, 4 mm half-width) above its
+    body, as the count-origin check expects of C2 (not on the arc phantom).
+    ``n_vertebrae`` keeps only the top N vertebrae (no sacrum then).
     ``arc_deg``: instead of the sinusoid, a circular arc turning by that angle from C2 to
     the sacrum (a strongly bent spine: far disc planes cut through other vertebrae).
     Cached: callers must copy arrays before modifying them.
@@ -65,6 +70,13 @@ def make_phantom(
         names = names[: 2 * n_vertebrae - 1]
         heights = heights[: len(names)]
         radii = radii[: len(names)]
+    seg_ids = list(range(1, len(names) + 1))
+    if arc_deg is None:
+        # the dens: a narrow segment above the C2 body, part of instance 1 (C2); the arc
+        # phantom (not anatomical, a test of the splitter's planes) keeps its old geometry
+        seg_ids = [1, *seg_ids]
+        heights = [DENS_MM[0], *heights]
+        radii = [(DENS_MM[1], DENS_MM[1]), *radii]
     h = np.asarray(heights) * scale
     rad = np.asarray(radii) * scale
     bounds = np.concatenate([[0.0], np.cumsum(h)]) + 10.0 * scale
@@ -72,7 +84,7 @@ def make_phantom(
     sp = np.asarray(spacing_mm, dtype=float)
     amp = amplitude_mm * scale
     if arc_deg is not None:
-        return _arc_phantom(names, bounds, total, rad, sp, np.deg2rad(arc_deg), scale)
+        return _arc_phantom(names, seg_ids, bounds, total, rad, sp, np.deg2rad(arc_deg), scale)
     if shape is None:
         shape = (
             int(np.ceil(2 * (rad[:, 0].max() + 4) / sp[0])),
@@ -101,10 +113,10 @@ def make_phantom(
         )
         return t / np.linalg.norm(t, axis=-1, keepdims=True)
 
-    return _rasterise(names, bounds, rad, sp, shape, centre, tangent)
+    return _rasterise(names, seg_ids, bounds, rad, sp, shape, centre, tangent)
 
 
-def _arc_phantom(names, bounds, total, rad, sp, arc, scale) -> Phantom:
+def _arc_phantom(names, seg_ids, bounds, total, rad, sp, arc, scale) -> Phantom:
     r_arc = total / arc
     margin = rad.max() + 6 * scale
     phis = np.linspace(0, arc, 200)
@@ -128,16 +140,16 @@ def _arc_phantom(names, bounds, total, rad, sp, arc, scale) -> Phantom:
         phi = np.asarray(s, dtype=float) / r_arc
         return np.stack([np.zeros_like(phi), np.cos(phi), np.sin(phi)], -1)
 
-    return _rasterise(names, bounds, rad, sp, shape, centre, tangent)
+    return _rasterise(names, seg_ids, bounds, rad, sp, shape, centre, tangent)
 
 
-def _rasterise(names, bounds, rad, sp, shape, centre, tangent) -> Phantom:
+def _rasterise(names, seg_ids, bounds, rad, sp, shape, centre, tangent) -> Phantom:
     grid = np.stack(
         np.meshgrid(*[np.arange(n) * sp[a] for a, n in enumerate(shape)], indexing="ij"), -1
     )
     inst = np.zeros(shape, dtype=np.uint16)
     p_b, t_b = centre(bounds), tangent(bounds)
-    for i in range(len(names)):
+    for i, iid in enumerate(seg_ids):
         a_side = (grid - p_b[i]) @ t_b[i] >= 0
         b_side = (grid - p_b[i + 1]) @ t_b[i + 1] < 0
         mid = 0.5 * (bounds[i] + bounds[i + 1])
@@ -149,7 +161,7 @@ def _rasterise(names, bounds, rad, sp, shape, centre, tangent) -> Phantom:
         lateral = np.array([1.0, 0.0, 0.0])
         ap = np.cross(tc, lateral)
         ell = (rel @ lateral / rad[i, 0]) ** 2 + (rel @ ap / rad[i, 1]) ** 2 <= 1.0
-        inst[a_side & b_side & ell & near & (inst == 0)] = i + 1
+        inst[a_side & b_side & ell & near & (inst == 0)] = iid
     sem = np.zeros(shape, dtype=np.uint8)
     is_disc = np.array([False] + [labels.is_disc(n) for n in names])
     sem[inst > 0] = np.where(is_disc[inst[inst > 0]], 2, 1)

@@ -17,7 +17,7 @@ import numpy as np
 
 from spinecensus.anatomy import labels
 from spinecensus.naming.counting import TOP, count_labels
-from spinecensus.naming.labeling import Labeling, check_field_of_view
+from spinecensus.naming.labeling import Labeling, check_field_of_view, withholds
 from spinecensus.naming.sequence import consistent_sequence, position_scores
 from spinecensus.split.instances import SplitResult
 
@@ -50,6 +50,10 @@ def label_with_model(
     (docs/real_mri.md, seventh run) the sacrum rule never named a level wrongly where it
     fired, while a labeler fine-tuned on real scans named the scans whose sacrum the
     segmentation cut or split.
+
+    Whoever names the levels, a flag of ``labeling.WITHHOLDING_FLAGS`` (an invalid split, a
+    top instance that is not C2 by shape, an ambiguous sacral junction, a missed disc)
+    withholds the status.
     """
     check_field_of_view(field_of_view)
     model_map, conf, flags = _model_names(split, log_probs, count)
@@ -69,8 +73,9 @@ def label_with_model(
         # spine with known levels validates that reading (docs/real_mri.md), so a lumbar
         # scan's status stays out of the prevalence
         status = "undetermined"
-    if any(f.startswith("missed_disc_suspected") for f in flags):
-        # a merged vertebra breaks any gap-free sequence, the model's included
+    if withholds(flags):
+        # an invalid split, a top that is not C2, an ambiguous sacral junction or a merged
+        # vertebra shift any gap-free sequence, the model's included
         status = "undetermined"
     lumbar_count = labels.lumbar_count(chosen.values()) if status != "undetermined" else None
     return Labeling(

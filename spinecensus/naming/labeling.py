@@ -34,6 +34,23 @@ class Labeling:
     sacrum_id: int | None = None
 
 
+#: QC flag codes that withhold the transitional status, whoever names the levels: an invalid
+#: split, a count origin that is not C2 by shape (or a top instance neither one body nor a
+#: C2-C3 block), an ambiguous sacral junction, a suspected missed disc
+WITHHOLDING_FLAGS = (
+    "split_invalid",
+    "count_origin_unverified",
+    "block_vertebra_suspected",
+    "sacral_junction_ambiguous",
+    "missed_disc_suspected",
+)
+
+
+def withholds(qc_flags: list[str]) -> bool:
+    """Whether any of ``qc_flags`` (``"<code>: <detail>"``) withholds the status."""
+    return any(f.split(":", 1)[0] in WITHHOLDING_FLAGS for f in qc_flags)
+
+
 #: what the scans show: "whole_spine" (C2 to the sacrum: count from C2) or "lumbar" (a
 #: lumbar / thoraco-lumbar field of view without C2: name upward from the sacrum)
 FIELDS_OF_VIEW = ("whole_spine", "lumbar")

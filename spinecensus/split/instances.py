@@ -44,7 +44,8 @@ crops a sliver of a few voxels that the ground truth keeps as its own instance i
 into its neighbour.
 
 Validity (``split.validity``, the thesis's criterion, reported, never raised): every
-vertebra instance is one connected piece (pieces under ``fragment_voxels`` ignored) lying
+vertebra instance is one connected piece (pieces under ``fragment_voxels``, and slivers
+under 5 % of the instance's largest piece, ignored) lying
 between two consecutive discs, and no disc touches two non-adjacent vertebrae.  A mask
 without discs is "unsplittable" (``valid=False``, no instances) rather than an exception.
 

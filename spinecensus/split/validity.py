@@ -1,8 +1,13 @@
 """The thesis's validity check of a split (reported, never raised).
 
-Every vertebra instance is one connected piece (pieces under ``fragment_voxels`` ignored)
-lying between two consecutive discs, and no disc touches two non-adjacent vertebrae.  All
-work is on voxel lists plus one ``cc3d`` pass, never full-volume shifts.
+Every vertebra instance is one connected piece lying between two consecutive discs, and no
+disc touches two non-adjacent vertebrae.  Pieces under ``fragment_voxels``, or under
+:data:`SLIVER_FRACTION` of the instance's largest piece, are ignored: a sliver a disc
+plane shaved off the neighbouring body (on coarse grids a few voxels at a posterior corner;
+1.6 % of an L3 on a synthetic 2.6 x 4.5 mm grid) is no second vertebra, while a missed disc
+leaves two pieces of similar size.  An invalid split withholds the transitional status
+(``naming.counting``), so a sliver must not make one invalid.  All work is on voxel lists
+plus one ``cc3d`` pass, never full-volume shifts.
 """
 
 from __future__ import annotations
@@ -10,6 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from spinecensus.split.voxels import connected_components
+
+#: a piece of a vertebra instance under this fraction of its largest piece is a sliver
+SLIVER_FRACTION = 0.05
 
 
 def check_validity(
@@ -66,7 +74,8 @@ def _vertebrae_in_pieces(
     exempt: set[int] | frozenset[int],
 ) -> list[str]:
     """One connected piece per vertebra (26-connectivity within each id; ``v_lin``: flat
-    indices of the vertebra voxels, ``ids_v`` their ids, ``n`` instances)."""
+    indices of the vertebra voxels, ``ids_v`` their ids, ``n`` instances); fragments and
+    slivers (:data:`SLIVER_FRACTION`) do not count."""
     reasons: list[str] = []
     vert_only = np.zeros(shape, dtype=np.uint16)
     vert_only.reshape(-1)[v_lin] = ids_v
@@ -75,7 +84,9 @@ def _vertebrae_in_pieces(
     sizes = np.bincount(comp_of, minlength=n_comp + 1)
     owner = np.zeros(n_comp + 1, dtype=np.intp)
     owner[comp_of] = ids_v
-    real = sizes >= max(fragment_voxels, 1)
+    largest = np.zeros(n + 1, dtype=np.intp)
+    np.maximum.at(largest, owner, sizes)
+    real = (sizes >= max(fragment_voxels, 1)) & (sizes >= SLIVER_FRACTION * largest[owner])
     real[0] = False
     pieces = np.bincount(owner[real], minlength=n + 1)
     for i in np.flatnonzero(pieces > 1):
