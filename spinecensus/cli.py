@@ -18,6 +18,7 @@ from spinecensus.io import InputError
 CLI_MODULES = (
     "spinecensus.synthetic.cli",
     "spinecensus.census.subject_analysis",
+    "spinecensus.measure.cli",
     "spinecensus.segment.onnx_export",
     "spinecensus.train.cli",
     "spinecensus.census.tables",

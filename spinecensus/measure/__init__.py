@@ -1,4 +1,4 @@
-"""Per-structure measurements of split instances: volumes (mm³) and centroids (scanner mm).
+"""Per-structure measurements of split instances: volumes, centroids, morphometrics.
 
 Module map:
 
@@ -6,4 +6,12 @@ Module map:
   present (its name, kind, region, voxel count, ``volume_mm3`` = voxel count x
   ``|det(affine[:3, :3])|``, and centroid mapped through the stored affine into scanner
   coordinates, mm).
+* ``morphometrics``: ``measure_subject(instances, labels, spacing)`` - per body and disc
+  heights (mm), Genant ratios and grade, disc height index, endplate tilts, and the
+  subject's lordosis / kyphosis / segment angles (degrees); ``write_measurements``.
+  Built from ``midsagittal`` (each structure's own mid-sagittal plane and the instance
+  sampled on it), ``heights`` (six-point heights, depth and endplate lines on that plane),
+  ``genant`` (wedge / biconcavity / crush ratios, Genant 1993 grade), ``disc_height``
+  (Farfan's disc height index) and ``alignment`` (Cobb angles from endplate tilts).
+* ``cli``: ``spinecensus measure INSTANCES.nii.gz LABELS.json --out DIR``.
 """
