@@ -99,8 +99,11 @@ def _config_paths() -> set[str]:
 CONFIG_PATHS = _config_paths()
 
 
+#: the code that writes table metadata: the census and the review's provenance
 CENSUS_SOURCE = "\n".join(
-    p.read_text() for p in sorted((REPO / "spinecensus" / "census").glob("*.py"))
+    p.read_text()
+    for folder in ("census", "review")
+    for p in sorted((REPO / "spinecensus" / folder).glob("*.py"))
 )
 
 

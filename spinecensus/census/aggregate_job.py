@@ -3,6 +3,8 @@
 Reads ``<subjects dir>/<subject>/{summary.json,structures.parquet}`` for the subjects of the
 sample sheet and writes ``structures``, ``subjects``, ``prevalence`` and ``failures``
 ``.parquet`` (:mod:`spinecensus.census.tables`), rebuilt on every run and written atomically.
+An analyst's overrides file (config ``review.overrides``, :mod:`spinecensus.review.overrides`)
+is applied on the way: ``final_status`` and the renamed levels; prevalence on ``final_status``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ def aggregate(
     out_dir: str | os.PathLike[str],
     sheet: str | os.PathLike[str] | None = None,
     config: Mapping[str, Any] | None = None,
+    overrides: str | os.PathLike[str] | None = None,
 ) -> dict[str, Path]:
-    """Cohort tables from ``subjects_dir/<subject>/{summary.json,structures.parquet}``."""
+    """Cohort tables from ``subjects_dir/<subject>/{summary.json,structures.parquet}``,
+    with the ``overrides`` TSV applied (``""`` or None: no review)."""
     from spinecensus.census import tables
 
     base = Path(subjects_dir)
@@ -42,4 +46,5 @@ def aggregate(
         sheet=df,
         config=config,
         extra_metadata=extra,
+        overrides=overrides or None,
     )

@@ -6,7 +6,10 @@ estimate: all subjects, then one stratum per declared covariate value
 (:func:`spinecensus.census.strata.strata`).  ``estimate`` is ``called`` (the pipeline's calls,
 Wilson interval) and, where the sheet has ``expert_status``, ``corrected``
 (:mod:`spinecensus.census.misclassification`).  Prevalences are fractions 0-1 of the processed
-subjects whose status is determinable.
+subjects whose status is determinable.  The status is ``final_status`` where the subjects table
+has it (the pipeline's call after an analyst's review, :mod:`spinecensus.review`), else
+``transitional_status``; subjects a reviewer excluded leave every denominator and are counted
+per stratum as ``n_excluded``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ Z95 = 1.959963984540054
 PREVALENCE_STATUSES = ("lumbarization", "sacralization")
 #: statuses that count as "determinable" (the prevalence denominator)
 DETERMINABLE = ("normal", "lumbarization", "sacralization")
+#: ``final_status`` of a subject a reviewer excluded (``spinecensus.review.overrides.EXCLUDED``)
+EXCLUDED = "excluded"
+#: ``decided_by`` of a reviewer's decision (``spinecensus.review.overrides.REVIEW``)
+REVIEW = "review"
 
 PREVALENCE_SCHEMA = pa.schema(
     [
@@ -42,6 +49,7 @@ PREVALENCE_SCHEMA = pa.schema(
         ("ci_high", pa.float64()),
         ("n_undetermined", pa.int64()),
         ("n_failed", pa.int64()),
+        ("n_excluded", pa.int64()),
         ("true_n", pa.int64()),
         ("true_prevalence", pa.float64()),
         ("sensitivity", pa.float64()),
@@ -92,12 +100,15 @@ def prevalence_table(subjects: Any, declared: StrataSpec | Iterable[str] | None 
     (``estimate`` = ``called``) and, where ``subjects`` has ``expert_status``, the
     Rogan–Gladen correction (``corrected``) right after each called row.
 
-    ``subjects``: pandas DataFrame with ``transitional_status``, ``processed`` and the
-    declared covariate columns.  ``declared``: the strata (:class:`StrataSpec`; a list of
-    column names is a spec with the default age column and decade bins); None: only ``all``.
+    ``subjects``: pandas DataFrame with ``transitional_status`` (or ``final_status``, which
+    then decides), ``processed`` and the declared covariate columns.  ``declared``: the
+    strata (:class:`StrataSpec`; a list of column names is a spec with the default age column
+    and decade bins); None: only ``all``.
     ``denominator`` = processed subjects whose status is determinable (normal,
     lumbarization or sacralization); ``n`` = those with the status; ``n_undetermined`` and
-    ``n_failed`` = the stratum's processed subjects without a status and its failed subjects.
+    ``n_failed`` = the stratum's processed subjects without a status and its failed subjects
+    (a failed subject a reviewer gave a status counts in the denominator instead);
+    ``n_excluded`` = its subjects a reviewer excluded (in no other count).
     ``true_n`` / ``true_prevalence`` count the sheet's ground truth (``true_status``) over the
     *same* denominator subjects, for synthetic validation; null when there is no ground truth.
     Se and Sp of the correction come from the validated subjects of the denominator (all
@@ -109,11 +120,17 @@ def prevalence_table(subjects: Any, declared: StrataSpec | Iterable[str] | None 
         spec = declared
     else:
         spec = StrataSpec(columns=tuple(declared))
-    status = subjects["transitional_status"].astype("string").fillna("undetermined")
+    col = "final_status" if "final_status" in subjects.columns else "transitional_status"
+    status = subjects[col].astype("string").fillna("undetermined")
     processed = np.ones(len(subjects), dtype=bool)
     if "processed" in subjects.columns:
         processed = subjects["processed"].fillna(False).to_numpy(bool)
-    determinable = status.isin(DETERMINABLE).to_numpy(bool) & processed
+    excluded = (status == EXCLUDED).to_numpy(bool)
+    # a reviewer's status counts for a subject the pipeline failed on, too
+    counted = processed.copy()
+    if "decided_by" in subjects.columns:
+        counted |= (subjects["decided_by"].astype("string") == REVIEW).fillna(False).to_numpy(bool)
+    determinable = status.isin(DETERMINABLE).to_numpy(bool) & counted & ~excluded
     truth = subjects["true_status"].astype("string") if "true_status" in subjects else None
     expert = _expert(subjects)
     validated = None
@@ -142,8 +159,11 @@ def prevalence_table(subjects: Any, declared: StrataSpec | Iterable[str] | None 
                 "covariate": cov or None,
                 "n": n,
                 "denominator": denom,
-                "n_undetermined": int(np.count_nonzero(mask & processed & ~determinable)),
-                "n_failed": int(np.count_nonzero(mask & ~processed)),
+                "n_undetermined": int(
+                    np.count_nonzero(mask & processed & ~determinable & ~excluded)
+                ),
+                "n_failed": int(np.count_nonzero(mask & ~processed & ~determinable & ~excluded)),
+                "n_excluded": int(np.count_nonzero(mask & excluded)),
             }
             if true_hit is not None:
                 tn = int(np.count_nonzero(mask & determinable & true_hit))

@@ -31,6 +31,7 @@ OUTPUT_COLUMNS = (
     "qc_flags", "total_volume_mm3", "failed_rule", "error", "segmentation_method", "model",
     "labeler", "pipeline_version", "input_sha256", "analyse_seconds", "n_cervical",
     "n_thoracic", "n_lumbar", "n_sacral", "true_status",
+    "final_status", "pipeline_decided_by", "reviewer", "review_note",
 )  # fmt: skip
 
 

@@ -269,6 +269,7 @@ def write_cohort_tables(
     sheet: Any | None = None,
     config: Mapping[str, Any] | None = None,
     extra_metadata: Mapping[str, Any] | None = None,
+    overrides: str | os.PathLike[str] | None = None,
 ) -> dict[str, Path]:
     """Build the four cohort tables from per-subject files; returns their paths.
 
@@ -277,7 +278,16 @@ def write_cohort_tables(
     (:meth:`StrataSpec.from_config`); a sheet that does not fit them raises
     :class:`spinecensus.census.sheet.SampleSheetError` naming the column.  Failed subjects'
     ``structures.parquet`` are empty, so they contribute no structure rows.
+    ``overrides``: an analyst's overrides TSV (:mod:`spinecensus.review.overrides`), applied
+    to ``subjects`` and ``structures`` (:func:`spinecensus.review.apply.apply_overrides`);
+    prevalence is computed on ``final_status``.  A bad row raises
+    :class:`spinecensus.review.overrides.OverridesError` naming it.  Every table carries the
+    provenance metadata (:func:`spinecensus.review.provenance.provenance`).
     """
+    from spinecensus.review.apply import apply_overrides
+    from spinecensus.review.overrides import read_overrides
+    from spinecensus.review.provenance import provenance
+
     out = Path(out_dir)
     spec = StrataSpec.from_config(config)
     if sheet is not None:
@@ -285,6 +295,10 @@ def write_cohort_tables(
     summaries = read_summaries(summary_paths)
     structures = read_structures(structures_paths)
     subjects = subjects_table(summaries, structures, sheet)
+    review = None
+    if overrides:
+        review = read_overrides(overrides, [str(s["subject"]) for s in summaries])
+    subjects, structures = apply_overrides(subjects, structures, review)
     prevalence = prevalence_table(subjects.to_pandas(), spec)
     failures = failures_table(summaries)
     meta = table_metadata(
@@ -292,6 +306,7 @@ def write_cohort_tables(
         n_subjects=str(len(summaries)),
         n_failed=str(failures.num_rows),
         status_definition=STATUS_DEFINITION,
+        **provenance(config, overrides),
         **dict(extra_metadata or {}),
     )
     prev_meta = dict(meta)

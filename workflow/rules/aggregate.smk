@@ -5,7 +5,9 @@
 # failure_guard spinecensus.census.failure_guard.failure_guard (`... failure-guard`): the run
 # fails, tables kept, when more than qc.max_failed_fraction of the subjects failed or every
 # subject of a segmentation batch did. The config reaches aggregate as JSON: its `prevalence`
-# section declares the strata (checked against the sheet at parse time, common.smk).
+# section declares the strata (checked against the sheet at parse time, common.smk). The
+# analyst's overrides file (review.overrides, checked at parse time) is an input of aggregate
+# only: editing it reruns aggregate and what reads its tables, never segment or analyse.
 
 
 rule aggregate:
@@ -17,6 +19,7 @@ rule aggregate:
         structures=expand(
             f"{RESULTS}/subjects/{{subject}}/structures.parquet", subject=SUBJECTS
         ),
+        overrides=[OVERRIDES] if OVERRIDES else [],
     output:
         structures=f"{RESULTS}/tables/structures.parquet",
         subjects=f"{RESULTS}/tables/subjects.parquet",
@@ -38,10 +41,11 @@ rule aggregate:
         ),
         out=lambda wildcards, output: os.path.dirname(output.subjects),
         config=json.dumps(config, sort_keys=True, default=str),
+        overrides=lambda wildcards, input: input.overrides[0] if input.overrides else "",
     shell:
         "python -m spinecensus.census aggregate --subjects-dir {params.subjects_dir:q} "
         "--sheet {input.sheet:q} --config {params.config:q} --out {params.out:q} "
-        "> {log:q} 2>&1"
+        "--overrides={params.overrides:q} > {log:q} 2>&1"
 
 
 rule cohort_qc:
