@@ -7,27 +7,21 @@ the workflow planned at parse time (:func:`spinecensus.census.batches.synthetic_
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from spinecensus.census.batches import synthetic_subject_ids
 from spinecensus.census.sheet import read_sheet
-from spinecensus.io import atomic_path
 
 
 def _synth_one(args: tuple) -> dict[str, Any]:
     """Generate and write synthetic subject ``index`` (a worker of :func:`synthesize`)."""
-    from spinecensus import synthetic
-    from spinecensus.synthetic.cohort import _cohort_draw, expert_status
+    from spinecensus.synthetic.cohort import cohort_subject, sheet_row
 
-    out, index, seed, lumbarization, sacralization, cfg = args
-    anomaly, sub_seed = _cohort_draw(seed, index, lumbarization, sacralization)
-    sub = synthetic.generate_subject(sub_seed, anomaly, cfg, subject=synthetic.subject_id(index))
-    row = synthetic.write_subject(sub, out, cfg.storage_axcodes)
-    row["expert_status"] = expert_status(seed, index, anomaly)
-    for key in ("image", "semantic", "instances", "labels"):
-        row[key] = Path(row[key]).relative_to(out).as_posix()
-    return row
+    out, index, seed, lumbarization, sacralization, cfg, rates = args
+    sub = cohort_subject(seed, index, lumbarization, sacralization, cfg, rates)
+    return sheet_row(sub, seed, index, out, cfg.storage_axcodes)
 
 
 def _write_cohort_in_pool(
@@ -38,25 +32,17 @@ def _write_cohort_in_pool(
     sacralization: float,
     cfg: Any,
     workers: int,
+    rates: Mapping[str, float] | None = None,
 ) -> Path:
     """Subjects generated in a pool of ``workers`` processes, then ``out/samples.tsv``."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from spinecensus import synthetic
+    from spinecensus.synthetic.cohort import write_sheet
 
-    jobs = [(out, i, seed, lumbarization, sacralization, cfg) for i in range(n)]
+    jobs = [(out, i, seed, lumbarization, sacralization, cfg, rates) for i in range(n)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         rows = list(pool.map(_synth_one, jobs, chunksize=max(1, n // (4 * workers))))
-    sheet = out / "samples.tsv"
-    with atomic_path(sheet) as tmp, open(tmp, "w", newline="") as fh:
-        import csv
-
-        wr = csv.DictWriter(
-            fh, fieldnames=synthetic.SAMPLE_COLUMNS, delimiter="\t", lineterminator="\n"
-        )
-        wr.writeheader()
-        wr.writerows(rows)
-    return sheet
+    return write_sheet(rows, out)
 
 
 def synthesize(
@@ -67,16 +53,21 @@ def synthesize(
     sacralization: float = 0.036,
     preset: str = "default",
     workers: int = 1,
+    variant_rates: Mapping[str, float] | None = None,
 ) -> Path:
     """Generate the synthetic demo cohort (``spinecensus synth`` layout) and check that
     its subject IDs are the ones the workflow planned (:func:`synthetic_subject_ids`).
 
     With ``workers > 1`` subjects are generated in a process pool: subject ``i`` depends only
-    on (seed, i, prevalences, config) (``synthetic.generate_cohort``), so the cohort is
-    identical to ``synthetic.write_cohort``'s, only faster on several cores.
+    on (seed, i, prevalences, variant rates, config) (``synthetic.generate_cohort``), so the
+    cohort is identical to ``synthetic.write_cohort``'s, only faster on several cores.
+    ``variant_rates``: ``{name: rate}`` of :data:`spinecensus.synthetic.VARIANTS` (config
+    ``synthetic.variants``; none by default, the demo cohort).
     """
     from spinecensus import synthetic
+    from spinecensus.synthetic.variants import check_rates
 
+    rates = check_rates(variant_rates)  # a bad name or rate fails before any subject
     cfg = synthetic.SyntheticConfig()
     if preset != "default":
         factory = getattr(synthetic.SyntheticConfig, preset, None)
@@ -85,11 +76,10 @@ def synthesize(
         cfg = factory()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    parallel_api = all(
-        hasattr(synthetic, f) for f in ("generate_subject", "write_subject")
-    ) and hasattr(synthetic, "SAMPLE_COLUMNS")
-    if workers > 1 and n > 1 and parallel_api:
-        sheet = _write_cohort_in_pool(out, n, seed, lumbarization, sacralization, cfg, workers)
+    if workers > 1 and n > 1:
+        sheet = _write_cohort_in_pool(
+            out, n, seed, lumbarization, sacralization, cfg, workers, rates
+        )
     else:
         sheet = Path(
             synthetic.write_cohort(
@@ -99,6 +89,7 @@ def synthesize(
                 lumbarization=lumbarization,
                 sacralization=sacralization,
                 config=cfg,
+                variant_rates=rates,
             )
         )
     got = sorted(read_sheet(sheet)["subject"])

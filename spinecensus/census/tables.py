@@ -176,7 +176,8 @@ def subjects_table(
 ) -> pa.Table:
     """One row per subject from the summaries, region counts from ``structures`` and the
     sample sheet's covariates (``sheet``: a pandas DataFrame indexed by nothing, with a
-    ``subject`` column).  The sheet's ``anomaly`` column becomes ``true_status``; it is only
+    ``subject`` column).  The sheet's ``anomaly`` column becomes ``true_status`` (replaced by
+    ``expected_status`` where a variant cohort's sheet gives a definite one); it is only
     carried along for evaluation, never used to compute any other column.
     """
     import pandas as pd
@@ -243,6 +244,13 @@ def subjects_table(
         paths = ("image", "semantic", "instances", "labels")
         sh = sheet.drop(columns=[c for c in paths if c in sheet.columns])
         sh = sh.rename(columns={"anomaly": "true_status"})
+        if "expected_status" in sh.columns and "true_status" in sh.columns:
+            # a variant cohort's truth is the status by presacral count (a T13 spine is
+            # lumbarization by count, whatever its lumbosacral anomaly); where the count is
+            # out of view, the anomaly stays the best truth there is
+            by_count = sh["expected_status"].astype("string")
+            definite = by_count.isin(("normal", "lumbarization", "sacralization")).fillna(False)
+            sh["true_status"] = by_count.where(definite, sh["true_status"].astype("string"))
         sh = sh.drop(columns=[c for c in sh.columns if c in df.columns and c != "subject"])
         df = df.merge(sh, on="subject", how="left")
     df = df.sort_values("subject", kind="stable").reset_index(drop=True)

@@ -31,15 +31,27 @@ Modules, in the order a subject is built
 * ``column``: the labelled bodies and discs, canal and posterior elements.
 * ``tissues``: tissue classes, intensity tables per contrast, disc degeneration.
 * ``render``: intensities, texture, blur, bias, Rician noise.
+* ``randomise``: domain randomisation from the tissue label map (random Gaussian mixture,
+  bias field, resolution, noise, field of view, clipping).
+* ``appearance``: ``APPEARANCES``, the named contrasts and ``render_appearance`` (the label
+  map in a named or randomised appearance; ``SyntheticConfig.appearance``).
 * ``subject``: ``SyntheticSubject`` and its NIfTI storage.
 * ``generate``: ``generate_subject``.
-* ``crop``: ``crop_fov`` (small fields of view).
+* ``variants``: ``VARIANTS`` (remnant S1-S2 disc, 11/13 thoracic, C2 or sacrum out of view,
+  C2-C3 block, vertebral fracture, disc narrowing), their draws and what a correct census
+  reports (``expected_status``).
+* ``fracture``: the planted fractures (wedge, biconcave, crush; Genant grades 1-3) and disc
+  narrowing.
+* ``drawn_geometry``: each drawn body's and disc's heights and endplate lines.
+* ``truth``: Genant grades, lordosis and kyphosis from them, ``truth.json``.
+* ``crop``: ``crop_fov`` (small fields of view), ``cut_field_of_view`` (the FOV variants).
 * ``cohort``: ``generate_cohort``, ``write_subject``, ``write_cohort``, ``SAMPLE_COLUMNS``.
 * ``cli``: the ``spinecensus synth`` command.
 
 Entry points re-exported here: ``SyntheticConfig``, ``SyntheticSubject``, ``ANOMALIES``,
 ``CONTRASTS``, ``DEFAULT_AXCODES``, ``generate_subject``, ``crop_fov``, ``sample_anomaly``,
-``subject_id``, ``generate_cohort``, ``write_subject``, ``write_cohort``, ``SAMPLE_COLUMNS``.
+``subject_id``, ``generate_cohort``, ``write_subject``, ``write_cohort``, ``SAMPLE_COLUMNS``,
+``VARIANTS``, ``expected_status``.
 """
 
 from spinecensus.synthetic.cohort import (
@@ -56,6 +68,7 @@ from spinecensus.synthetic.crop import crop_fov
 from spinecensus.synthetic.generate import generate_subject
 from spinecensus.synthetic.subject import SyntheticSubject
 from spinecensus.synthetic.tissues import CONTRASTS
+from spinecensus.synthetic.variants import VARIANTS, expected_status
 
 __all__ = [
     "ANOMALIES",
@@ -64,7 +77,9 @@ __all__ = [
     "SAMPLE_COLUMNS",
     "SyntheticConfig",
     "SyntheticSubject",
+    "VARIANTS",
     "crop_fov",
+    "expected_status",
     "generate_cohort",
     "generate_subject",
     "sample_anomaly",

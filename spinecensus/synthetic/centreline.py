@@ -22,6 +22,7 @@ toward posterior), as axes 1 and 2 of the canonical voxel order.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,9 @@ class Centreline:
     z: np.ndarray  # posterior coordinate (mm)
     theta: np.ndarray  # tangent angle from the inferior axis toward posterior (rad)
     ds: float
+    #: local bends (fracture wedges) make the curvature large: :meth:`project` then takes
+    #: Newton steps (see there); False keeps the plain steps of every other subject
+    bent: bool = False
 
     def at(self, s: np.ndarray | float):
         """(y, z, theta) at arc length ``s`` (linear interpolation, clamped)."""
@@ -53,8 +57,19 @@ class Centreline:
         y, z, th = self.at(s + du)
         return float(y - dv * math.sin(th)), float(z + dv * math.cos(th))
 
+    def points(self, s: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """World (y, z) of spine-frame points (s, v) (arrays, mm)."""
+        y, z, th = self.at(s)
+        return y - v * np.sin(th), z + v * np.cos(th)
+
     def project(self, yy: np.ndarray, zz: np.ndarray, iters: int = 3):
-        """Spine-frame (s, v) of world points, by Newton steps from the same-row guess."""
+        """Spine-frame (s, v) of world points, by steps along the tangent from the same-row
+        guess.  A plain step converges by a factor ``|v dtheta/ds|`` per step: ample on the
+        smooth curve, too slow near a fracture's bend (``bent``: 0.5 at the anterior wall
+        of a severe wedge), where Newton steps (the step divided by ``1 - v dtheta/ds``)
+        are taken instead, twice as many."""
+        if self.bent:
+            return self._project_newton(yy, zz, 2 * iters)
         s = np.interp(yy, self.y, self.s)
         for _ in range(iters):
             cy, cz, th = self.at(s)
@@ -64,22 +79,72 @@ class Centreline:
         v = -(yy - cy) * np.sin(th) + (zz - cz) * np.cos(th)
         return s, v
 
+    def _project_newton(self, yy: np.ndarray, zz: np.ndarray, iters: int):
+        kappa = np.gradient(self.theta, self.s)  # dtheta/ds (1/mm)
+        s = np.interp(yy, self.y, self.s)
+        for _ in range(iters):
+            cy, cz, th = self.at(s)
+            dy, dz = yy - cy, zz - cz
+            v = -dy * np.sin(th) + dz * np.cos(th)
+            # beyond a bend's centre of curvature the foot is not unique: keep the step sane
+            denom = np.maximum(1.0 - v * np.interp(s, self.s, kappa), 0.25)
+            s = np.clip(s + (dy * np.cos(th) + dz * np.sin(th)) / denom, self.s[0], self.s[-1])
+        cy, cz, th = self.at(s)
+        v = -(yy - cy) * np.sin(th) + (zz - cz) * np.cos(th)
+        return s, v
+
+
+@dataclass(frozen=True)
+class CurveDraw:
+    """A subject's random curve parameters: curvature scales (cervical, thoracic, lumbar,
+    sacral), whole-spine rotation (degrees) and sagittal balance (mm)."""
+
+    kc: float
+    kt: float
+    kl: float
+    ks: float
+    rot: float
+    balance: float
+
+
+def draw_curve(rng: np.random.Generator, cfg: SyntheticConfig) -> CurveDraw:
+    """Draw the curve parameters (the anatomy stream's draws of :func:`build_centreline`)."""
+    lo, hi = cfg.curvature_scale
+    kc, kt, kl, ks = rng.uniform(lo, hi, size=4)
+    rot = rng.uniform(-cfg.rotation_deg, cfg.rotation_deg)
+    balance = rng.uniform(-10.0, 25.0)
+    return CurveDraw(kc, kt, kl, ks, rot, balance)
+
 
 def build_centreline(
     plan: ColumnPlan, rng: np.random.Generator, cfg: SyntheticConfig
 ) -> tuple[Centreline, dict[str, object]]:
     """The subject's centreline (random curvatures, sagittal balance, rotation) and its
     generation details for ``SyntheticSubject.meta``."""
+    return centreline_from(plan, draw_curve(rng, cfg))
+
+
+def centreline_from(
+    plan: ColumnPlan, draw: CurveDraw, bends: Sequence[tuple[float, float, float]] = ()
+) -> tuple[Centreline, dict[str, object]]:
+    """The centreline of ``plan`` with the curve ``draw``, and its generation details.
+
+    ``bends``: ``(s0, s1, dtheta_deg)`` each (mm, mm, degrees): the tangent angle turns by
+    ``dtheta_deg`` linearly between arc lengths ``s0`` and ``s1`` (a fracture's wedge:
+    negative = kyphotic, the anterior side shortened), on top of the smooth curve and
+    before the sagittal balance is solved.
+    """
     from scipy.interpolate import PchipInterpolator
 
-    lo, hi = cfg.curvature_scale
-    kc, kt, kl, ks = rng.uniform(lo, hi, size=4)
-    rot = rng.uniform(-cfg.rotation_deg, cfg.rotation_deg)
-    balance = rng.uniform(-10.0, 25.0)
+    kc, kt, kl, ks, rot, balance = (
+        draw.kc, draw.kt, draw.kl, draw.ks, draw.rot, draw.balance,
+    )  # fmt: skip
     knots_s, knots_t = _tangent_knots(plan, kc, kt, kl, ks)
     ds = 0.5
     s = np.arange(-300.0, plan.s_bottom + 200.0 + ds, ds)
     shape = PchipInterpolator(knots_s, knots_t)(s)
+    for s0, s1, dtheta in bends:
+        shape = shape + dtheta * np.clip((s - s0) / (s1 - s0), 0.0, 1.0)
     i0 = int(np.searchsorted(s, 0.0))
     i1 = int(np.searchsorted(s, plan.extent_s["S1"][0]))
 
@@ -108,7 +173,7 @@ def build_centreline(
         "rotation_deg": float(rot),
         "balance_mm": float(balance),
     }
-    return Centreline(s, y, z, theta, ds), meta
+    return Centreline(s, y, z, theta, ds, bent=bool(bends)), meta
 
 
 def _tangent_knots(

@@ -17,7 +17,7 @@ import numpy as np
 
 from spinecensus.synthetic.centreline import Centreline
 from spinecensus.synthetic.column_plan import ColumnPlan
-from spinecensus.synthetic.column_profile import ColumnProfile
+from spinecensus.synthetic.column_profile import ColumnProfile, endplate_offset
 from spinecensus.synthetic.grid import Grid
 from spinecensus.synthetic.tissues import (
     ANNULUS,
@@ -40,7 +40,7 @@ def spinous_specs(plan: ColumnPlan, prof: ColumnProfile, scale: float) -> list[t
     angle_rad (from posterior toward caudal), lateral half width)."""
     out = []
     for g in plan.segments:
-        if g.kind != 1 or g.sid == 0 or g.name == "S1":
+        if g.kind != 1 or g.sid == 0 or g.name[0] == "S":  # no spinous process on the sacrum
             continue
         reg = g.name[0]
         n = int(g.name[1:])
@@ -254,7 +254,7 @@ def _paint_bodies_and_discs(
     lab = incol & (p.sid[i] > 0)[None]
     # disc vs body with concave endplates: disc where |s - m| <= h + c (1 - q)
     d_m, d_h = p.d_m[i], p.d_h[i]
-    dist = (np.abs(s - d_m) - d_h)[None] - p.d_c[i][None] * (1.0 - q)
+    dist = (np.abs(s - d_m) - d_h)[None] - endplate_offset(p, i, q)
     is_disc = lab & (dist <= 0.0) & (kind != 5)[None]
     ids = np.where(is_disc, p.d_id[i][None], np.where(s < d_m, p.up_id[i], p.dn_id[i])[None])
     # the dens and sacral rudiments keep their base id (C2 / sacrum)

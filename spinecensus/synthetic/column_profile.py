@@ -7,6 +7,7 @@ line, negative = anterior; widths are lateral (mm).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,25 +45,65 @@ class ColumnProfile:
     arch: np.ndarray  # bool: posterior arch (pedicles + laminae) present
     lam: np.ndarray  # lamina thickness
     roots: np.ndarray  # bool: cauda equina (nerve roots in the sac below the conus)
+    #: extra central endplate depression (mm) of a biconcave fracture, on the fractured
+    #: body's samples only (:func:`endplate_offset`); None: none anywhere
+    dish: np.ndarray | None = None
 
     def idx(self, s: np.ndarray) -> np.ndarray:
         return np.clip(((s - self.s0) / PROFILE_STEP_MM + 0.5).astype(np.intp), 0, self.n - 1)
 
 
+#: a biconcave fracture's depression covers the endplate where ``q < DISH_Q`` (q = 0 at
+#: the centre, 1 at the rim): in the mid-sagittal plane the central 2 * 0.25**0.4 = 57 % of
+#: the depth, so the flat ring the rim lines are fitted on (5-15 % inside the corners,
+#: docs/morphometrics.md) keeps its place and the posterior and anterior heights theirs
+DISH_Q = 0.25
+
+
+def endplate_offset(p: ColumnProfile, i: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """How far (mm, along s) the disc reaches into the body beyond its half height at the
+    profile samples ``i`` and cross-section positions ``q`` (0 at the centre, 1 at the
+    rim; ``i`` broadcast against ``q``'s last axis): the normal endplate concavity
+    ``d_c (1 - q)`` plus a biconcave fracture's central depression ``dish (1 - q/DISH_Q)``
+    where ``q < DISH_Q``."""
+    off = p.d_c[i] * (1.0 - q)
+    if p.dish is not None:
+        off = off + p.dish[i] * np.maximum(1.0 - q / DISH_Q, 0.0)
+    return off
+
+
+def draw_conus(rng: np.random.Generator) -> float:
+    """Offset (mm) of the conus from the middle of L1 (the anatomy stream's draw of
+    :func:`build_profile`)."""
+    return float(rng.uniform(-8.0, 12.0))
+
+
 def build_profile(plan: ColumnPlan, rng: np.random.Generator, scale: float) -> ColumnProfile:
     """The profiles of the planned column; ``rng`` draws the level of the conus."""
+    return profile_from(plan, draw_conus(rng), scale)
+
+
+def profile_from(
+    plan: ColumnPlan,
+    conus_mm: float,
+    scale: float,
+    dish: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> ColumnProfile:
+    """The profiles of the planned column with the conus ``conus_mm`` below the middle of
+    L1; ``dish`` (a function of the sample positions ``s``, mm -> mm, or None) gives the
+    biconcave depressions."""
     s0 = -60.0
     s = np.arange(s0, plan.s_bottom + 5.0, PROFILE_STEP_MM)
     sid, kind, front, back, halfw = _body_and_disc_outline(s, plan.segments, scale)
     _add_dens(s, plan.segments[0], scale, sid, kind, front, back, halfw)
     d_id, d_m, d_h, d_c = _nearest_disc(s, plan.segments, scale)
     can_ap, can_w, sac_ap, sac_w = _canal(s, plan, scale)
-    s_conus, cord_ap, cord_w = _cord(s, plan, rng, scale)
+    s_conus, cord_ap, cord_w = _cord(s, plan, conus_mm, scale)
     arch, lam = _posterior_arch(s, plan, scale)
     return ColumnProfile(
         s0, s.size, sid, kind, front, back, halfw, d_id, d_m, d_h, d_c, d_id - 1, d_id + 1,
         can_ap, can_w, sac_ap, sac_w, cord_ap, cord_w, arch, lam,
-        (s > s_conus - 5.0) & (sac_ap > 0),
+        (s > s_conus - 5.0) & (sac_ap > 0), None if dish is None else dish(s),
     )  # fmt: skip
 
 
@@ -100,8 +141,8 @@ def _body_and_disc_outline(s: np.ndarray, segs: list[Segment], scale: float):
             front[sel] = -d * (1.0 + 0.05 * bulge)
             back[sel] = 1.2 * scale * bulge  # posterior bulge into the canal
             halfw[sel] = w / 2 * (1.0 + 0.04 * bulge)
-        else:
-            front[sel], back[sel], halfw[sel] = -d, 0.0, w / 2
+        else:  # rudiment: flush with its neighbours, or a block vertebra's waist
+            front[sel], back[sel], halfw[sel] = -d * (1.0 - g.waist * bulge), 0.0, w / 2
     return sid, kind, front, back, halfw
 
 
@@ -163,11 +204,12 @@ def _canal(s: np.ndarray, plan: ColumnPlan, scale: float):
     return can_ap, can_w, sac_ap, sac_w
 
 
-def _cord(s: np.ndarray, plan: ColumnPlan, rng: np.random.Generator, scale: float):
-    """(s of the conus, cord AP, cord width): the cord runs to the conus near L1 (tapering
-    over its last 20 mm), with the cervical enlargement."""
+def _cord(s: np.ndarray, plan: ColumnPlan, conus_mm: float, scale: float):
+    """(s of the conus, cord AP, cord width): the cord runs to the conus near L1
+    (``conus_mm`` below its middle, tapering over its last 20 mm), with the cervical
+    enlargement."""
     c = plan.centre_s
-    s_conus = c["L1"] + rng.uniform(-8.0, 12.0)
+    s_conus = c["L1"] + conus_mm
     cap = np.interp(s, [-60.0, c["C5"], c["T6"], c["T12"]], [11.0, 8.5, 7.0, 8.0]) * scale
     cw = np.interp(s, [-60.0, c["C5"], c["T6"], c["T12"]], [13.0, 13.0, 9.0, 9.0]) * scale
     cone = np.clip((s_conus - s) / 20.0, 0.0, 1.0)

@@ -62,6 +62,13 @@ class SyntheticConfig:
     #: SD (log scale) of a low-frequency multiplicative texture inside the marrow (real
     #: marrow is speckled: fatty foci, Modic-like bands); 0 = flat marrow (the default)
     marrow_texture: float = 0.0
+    #: image appearance (``spinecensus.synthetic.appearance.APPEARANCES``): ``"default"`` is
+    #: the fixed realistic rendering set by the knobs above (the demo's); ``"t2"``, ``"t1"``,
+    #: ``"water"``, ``"fat"``, ``"inverted"`` (named contrasts) and ``"randomised"`` (a random
+    #: appearance per subject) are rendered from the tissue label map alone, and the knobs
+    #: ``contrast``, ``contrast_jitter``, ``marrow_texture``, ``blur_vox``, ``noise``, ``bias``
+    #: and ``station_gain_sd`` are then unused
+    appearance: str = "default"
     #: stored axis codes of written NIfTI files (realistic, non-canonical by default)
     storage_axcodes: str = DEFAULT_AXCODES
 

@@ -1,4 +1,5 @@
-"""Small field-of-view crops of a synthetic subject (``crop_fov``): exactly V whole vertebrae."""
+"""Field-of-view crops of a synthetic subject: ``crop_fov`` (exactly V whole vertebrae) and
+``cut_field_of_view`` (the ``c2_cut`` / ``sacrum_cut`` variants)."""
 
 from __future__ import annotations
 
@@ -43,12 +44,50 @@ def crop_fov(
     r1_lo = hi[last] + 1
     r1_hi = hi[next_v] if next_v is not None else ny
     r0, r1, inst, present = _draw_window(subject.instances, r0_lo, r0_hi, r1_lo, r1_hi, rng)
+    whole = [subject.id_to_name[v] for v in verts if lo[v] >= r0 and hi[v] < r1]
+    return _windowed(subject, r0, r1, inst, present, {"whole_vertebrae": whole})
+
+
+def cut_field_of_view(
+    subject: SyntheticSubject, below_c2: bool, above_sacrum: bool, rng: np.random.Generator
+) -> SyntheticSubject:
+    """The variants ``c2_cut`` / ``sacrum_cut``: a field of view starting below C2 and/or
+    ending above the sacrum (full AP and lateral extent, a run of rows).
+
+    ``below_c2``: the first row lies between the row after C2's last voxel and the first
+    row of T1, so no C2 voxel (dens included) is in view.  ``above_sacrum``: the window ends
+    between the first rows of L3 and of the sacrum (``S1``), so no sacral voxel is in view.
+    Ids are renumbered as in :func:`crop_fov`; ``meta["fov_rows"]`` is the row range.
+    """
+    ids = sorted(subject.id_to_name)
+    lo, hi = _row_extents(subject.instances, ids)
+    row_of = {subject.id_to_name[i]: i for i in ids}
+    ny = subject.instances.shape[1]
+    r0_lo = r0_hi = 0
+    r1_lo = r1_hi = ny
+    if below_c2:
+        r0_lo, r0_hi = hi[row_of["C2"]] + 1, lo[row_of["T1"]]
+    if above_sacrum:
+        r1_lo, r1_hi = lo[row_of["L3"]] + 1, lo[row_of["S1"]]
+    r0, r1, inst, present = _draw_window(subject.instances, r0_lo, r0_hi, r1_lo, r1_hi, rng)
+    return _windowed(subject, r0, r1, inst, present, {"fov_rows": (r0, r1)})
+
+
+def _windowed(
+    subject: SyntheticSubject,
+    r0: int,
+    r1: int,
+    inst: np.ndarray,
+    present: np.ndarray,
+    meta: dict[str, object],
+) -> SyntheticSubject:
+    """``subject`` restricted to rows [r0, r1) with the instances ``inst`` of that window
+    renumbered 1..M cranio-caudally (``present``: their old ids); the origin moves along."""
     sl = (slice(None), slice(r0, r1), slice(None))
     lut = np.zeros(int(subject.instances.max()) + 1, np.uint16)
     lut[present] = np.arange(1, present.size + 1, dtype=np.uint16)
     new_inst = lut[inst]
     names = {int(lut[i]): subject.id_to_name[int(i)] for i in present}
-    whole = [subject.id_to_name[v] for v in verts if lo[v] >= r0 and hi[v] < r1]
     sx, sy, sz = subject.spacing_mm
     ox, oy, oz = subject.origin_mm
     return replace(
@@ -56,9 +95,10 @@ def crop_fov(
         image=np.ascontiguousarray(subject.image[sl]),
         semantic=np.ascontiguousarray(subject.semantic[sl]),
         instances=np.ascontiguousarray(new_inst),
+        tissue=None if subject.tissue is None else np.ascontiguousarray(subject.tissue[sl]),
         id_to_name=names,
         origin_mm=(ox, oy, oz - r0 * sy),
-        meta={**subject.meta, "whole_vertebrae": whole, "crop_rows": (r0, r1)},
+        meta={**subject.meta, **meta, "crop_rows": (r0, r1)},
     )
 
 

@@ -54,6 +54,15 @@ SACRAL_SEGMENT_DIMS_MM: tuple[tuple[float, float, float], ...] = (
     (12.0, 12.0, 22.0),
 )
 SACRAL_RUDIMENT_MM = 2.5  # remnant disc between fused sacral segments (imaged, not labelled)
+#: height range (mm) of a visible, labelled S1-S2 remnant disc (variant ``sacral_disc``):
+#: thinner than any free disc but spanning the sacrum's AP depth (O'Driscoll type 3, see
+#: docs/architecture.md); the range is our choice, the source gives no heights
+REMNANT_DISC_MM = (3.0, 5.0)
+#: rudiment (vestigial disc, imaged, labelled as the block) inside a congenital block
+#: vertebra (variant ``fused_block``), mm, and the block's anterior waist at that level
+#: (fraction of the AP depth): the "wasp waist" of a congenital block
+BLOCK_RUDIMENT_MM = 1.5
+BLOCK_WAIST = 0.2
 # coccygeal segments Co1..Co3 (height, depth, width), imaged bone, not labelled
 COCCYX_SEGMENT_DIMS_MM: tuple[tuple[float, float, float], ...] = (
     (9.0, 10.0, 14.0),
@@ -72,8 +81,9 @@ def disc_height_mm(upper: str, lower: str) -> float:
     if upper[0] == "C":
         return 4.5 if upper == "C2" else 5.0
     if upper[0] == "T":
+        # the thoracolumbar disc (T12-L1; T11-L1 or T13-L1 with 11 or 13 thoracic) ~8 mm
         i = int(upper[1:])
-        return 8.0 if i == 12 else 4.0 + 2.5 * (i - 1) / 10.0
+        return 8.0 if lower[0] == "L" else 4.0 + 2.5 * (i - 1) / 10.0
     i = int(upper[1:])
     if lower == "S1":
         return 11.0

@@ -11,6 +11,8 @@ anterior, axis 1 toward superior, axis 2 toward left), so readers must reorient;
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -18,6 +20,9 @@ from nibabel import orientations as ornt
 
 from spinecensus.io import CANONICAL_AXCODES
 from spinecensus.synthetic.config import DEFAULT_AXCODES
+
+if TYPE_CHECKING:
+    from spinecensus.synthetic.truth import DrawnColumn, PlantedTruth
 
 
 @dataclass
@@ -41,6 +46,22 @@ class SyntheticSubject:
     origin_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
     #: free-form generation details (curvature, rotation, ...) for QC
     meta: dict[str, object] = field(default_factory=dict)
+    #: variants of :mod:`spinecensus.synthetic.variants` the subject was generated with
+    variants: tuple[str, ...] = ()
+    #: tissue classes of the image model (uint8, :mod:`spinecensus.synthetic.tissues`, same
+    #: shape): the label map :func:`spinecensus.synthetic.appearance.render_appearance`
+    #: renders in other contrasts (None for subjects not made by ``generate_subject``)
+    tissue: np.ndarray | None = None
+    #: the drawn column and what was planted (:class:`spinecensus.synthetic.truth.DrawnColumn`),
+    #: None for subjects not made by ``generate_subject``; :attr:`truth` reads it
+    drawn: DrawnColumn | None = None
+
+    @cached_property
+    def truth(self) -> PlantedTruth | None:
+        """The drawn geometry and what was planted
+        (:class:`spinecensus.synthetic.truth.PlantedTruth`, ``truth.json``), computed on
+        first use; None without :attr:`drawn`."""
+        return None if self.drawn is None else self.drawn.truth()
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -92,8 +92,9 @@ def paint_trunk(
     fat2d = inside & ((z[None, :] < za[:, None] + fat_a) | (z[None, :] > zp[:, None] - fat_p))
     # compartment in front of the column (beyond the bodies' anterior surfaces): mediastinum
     # in the thorax, viscera (bowel, mesenteric fat) in the abdomen and pelvis
-    dep_row = np.interp(skin.s, [plan.centre_s[n] for n in labels.vertebrae(anomaly)],
-                        [plan.depth.get(n, 30.0) for n in labels.vertebrae(anomaly)])  # fmt: skip
+    verts = plan.vertebrae or labels.vertebrae(anomaly)  # type: ignore[arg-type]
+    dep_row = np.interp(skin.s, [plan.centre_s[n] for n in verts],
+                        [plan.depth.get(n, 30.0) for n in verts])  # fmt: skip
     front_row = skin.z_centre - (dep_row + 6.0 * scale) / np.maximum(np.cos(skin.theta), 0.5)
     anterior = inside & ~fat2d & (z[None, :] < front_row[:, None])
     comp = _front_compartment(skin.s, front_row, z, plan, scale)

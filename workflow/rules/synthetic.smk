@@ -25,8 +25,12 @@ rule synthesize:
         lumbarization=config["synthetic"].get("lumbarization", 0.066),
         sacralization=config["synthetic"].get("sacralization", 0.036),
         preset=config["synthetic"].get("preset", "default"),
+        variants=" ".join(
+            f"--variant-rate {name}={rate}"
+            for name, rate in sorted((config["synthetic"].get("variants") or {}).items())
+        ),
     shell:
         "python -m spinecensus.census synth --out {params.out:q} --n {params.n} "
         "--seed {params.seed} --lumbarization {params.lumbarization} "
         "--sacralization {params.sacralization} --preset {params.preset} "
-        "--workers {threads} > {log:q} 2>&1"
+        "{params.variants} --workers {threads} > {log:q} 2>&1"
