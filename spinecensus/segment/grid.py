@@ -4,6 +4,9 @@
   resampled bilinearly to that spacing (thesis models: ``None``, native spacing).
 * Centred crop / zero-pad to ``input_size`` (SI, AP) voxels (thesis: 896 x 320); with
   ``input_size=None`` the slice is only padded to a multiple of the network's stride.
+  ``spec.crop == "thesis"`` follows the published package instead: centred on AP, and on SI
+  the first ``input_size[0]`` rows counted from the inferior end are kept and the padding
+  goes cranially (see :mod:`spinecensus.segment.spec`).
 * Logits are un-padded and interpolated back (bilinear) to the native slice grid, so
   outputs have exactly the input's shape.  Voxels cropped away get background.
 """
@@ -30,6 +33,21 @@ class Geometry:
     #: (start in resampled grid, start in net grid, length) per axis for the overlap
     overlap: tuple[tuple[int, int, int], tuple[int, int, int]]
 
+    @property
+    def pads(self) -> bool:
+        """Whether the network grid holds zero padding (the slice is smaller on an axis)."""
+        return any(length < n for (_, _, length), n in zip(self.overlap, self.net, strict=True))
+
+    def native_window(self) -> tuple[slice, slice]:
+        """(SI, AP) slices of the native slice that the network sees (its crop), mapped
+        back from the resampled grid (exact without resampling)."""
+        out = []
+        for (rs, _, length), n, r in zip(self.overlap, self.native, self.resampled, strict=True):
+            lo = int(math.floor(rs * n / r))
+            hi = int(math.ceil((rs + length) * n / r))
+            out.append(slice(lo, max(hi, lo + 1)))
+        return out[0], out[1]
+
 
 def plan_geometry(
     native: tuple[int, int], spacing_si_ap: tuple[float, float], spec: ModelSpec
@@ -46,12 +64,30 @@ def plan_geometry(
         net = tuple(int(math.ceil(r / spec.stride) * spec.stride) for r in res)
     else:
         net = spec.input_size
-    overlap = []
-    for r, n in zip(res, net, strict=True):
-        length = min(r, n)
-        # centred: crop the middle of a too-large slice, pad a small one on both sides
-        overlap.append(((r - length) // 2, (n - length) // 2, length))
+    if spec.crop == "thesis":
+        overlap = [_thesis_overlap(res[0], net[0], centred=False),
+                   _thesis_overlap(res[1], net[1], centred=True)]  # fmt: skip
+    else:
+        overlap = []
+        for r, n in zip(res, net, strict=True):
+            length = min(r, n)
+            # centred: crop the middle of a too-large slice, pad a small one on both sides
+            overlap.append(((r - length) // 2, (n - length) // 2, length))
     return Geometry(tuple(native), tuple(res), tuple(net), (overlap[0], overlap[1]))  # type: ignore[arg-type]
+
+
+def _thesis_overlap(r: int, n: int, centred: bool) -> tuple[int, int, int]:
+    """(start in resampled, start in net, length) of the published package's crop / pad of
+    ``r`` voxels to ``n`` on one axis, computed in its own axis order (thesis layout: SI
+    inferior -> superior, AP posterior -> anterior, i.e. the reverse of ours) and reversed.
+
+    ``centred`` (AP): crop from ``r // 2 - n // 2``, pad ``(n - r) // 2`` before; otherwise
+    (SI): keep ``0:n``, pad after.
+    """
+    length = min(r, n)
+    start_r = max(0, r // 2 - n // 2) if centred else 0
+    start_n = max(0, (n - r) // 2) if centred else 0
+    return r - start_r - length, n - start_n - length, length
 
 
 def to_network_grid(x: torch.Tensor, geo: Geometry, mode: str = "bilinear") -> torch.Tensor:

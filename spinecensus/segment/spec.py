@@ -12,8 +12,16 @@ Two tasks share one code path:
 
 Layouts: ``"spinecensus"`` networks take ``N x 3 x SI x AP`` with row 0 the most cranial;
 ``"thesis"`` networks (the published ONNX files) take ``N x 3 x AP x SI`` with the top of the
-spine at the *end* of the SI axis; the adapter (:func:`spinecensus.segment.network.thesis_adapter`)
-and the runners (:mod:`spinecensus.segment.runners`) transpose and flip on the way in and out.
+spine at the *end* of the SI axis and the front at the end of the AP axis (nibabel's RAS voxel
+order, P->A and I->S, which the thesis's ``pixel_array.T[::-1, ::-1]`` of a sagittal DICOM
+slice also gives); the adapter (:func:`spinecensus.segment.network.thesis_adapter`) and the
+runners (:mod:`spinecensus.segment.runners`) transpose and flip on the way in and out.
+
+Crops (``ModelSpec.crop``, see :mod:`spinecensus.segment.grid`): ``"centre"`` (every
+spinecensus model) crops / pads the slice centred on both axes; ``"thesis"`` does what the
+published package's inference does (``_crop_and_pad_to_shape`` of
+``spine_segmentation/inference/instance_segmentation.py``, 0.3.2): centred on AP, and on SI
+it keeps the *first* ``input_size[0]`` rows counted from the inferior end and pads cranially.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from spinecensus.anatomy import labels
 
 Task = Literal["segmentation", "labeling"]
 Layout = Literal["spinecensus", "thesis"]
+#: how a slice is cropped / padded to ``input_size`` (module docstring)
+CROPS = ("centre", "thesis")
 
 SEMANTIC_CLASSES: tuple[str, ...] = ("background", "vertebra", "disc")
 
@@ -51,6 +61,7 @@ class ModelSpec:
         normalisation: intensity normalisation, one of ``NORMALISATIONS`` (see
             :func:`spinecensus.segment.preprocess.normalise_volume`); ``robust_zscore`` =
             clip p1..p99, (x - mean) / std.
+        crop: one of ``CROPS``: ``"centre"`` or ``"thesis"`` (module docstring).
         weights_dtype: dtype of the stored state dict (``float16`` halves the file).
     """
 
@@ -66,6 +77,7 @@ class ModelSpec:
     layout: Layout = "spinecensus"
     normalisation: str = "robust_zscore"
     weights_dtype: str = "float32"
+    crop: str = "centre"
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     git_commit: str | None = None
@@ -81,6 +93,8 @@ class ModelSpec:
             self.target_spacing_mm = (float(ts[0]), float(ts[1]))
         if self.input_size is not None:
             self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
+        if self.crop not in CROPS:
+            raise ValueError(f"unknown crop {self.crop!r} (one of {', '.join(CROPS)})")
         if len(self.decoder_channels) != self.encoder_depth:
             raise ValueError(
                 f"decoder_channels {self.decoder_channels} must have encoder_depth="
@@ -115,7 +129,15 @@ class ModelSpec:
 
 
 def thesis_onnx_spec(n_classes: int) -> ModelSpec:
-    """Defaults for an ONNX file laid out like the published thesis models (no sidecar)."""
+    """Defaults for an ONNX file laid out like the published thesis models (no sidecar).
+
+    Native spacing, 896 x 320 (SI x AP), the thesis crop, and per-volume min-max
+    normalisation to [0, 1] over what the network sees: the thesis trained on
+    ``(x - min) / max(x - min)`` of each volume after its crop / pad
+    (``_normalize_image`` in ``spine_segmentation/datasets/sample.py``, 0.3.2, also
+    LiquidFun/Spine ``spine/datasets/sample.py``), while the package's own inference passes
+    the volume through unnormalised.
+    """
     classes: tuple[str, ...]
     if n_classes == 3:
         classes, task = SEMANTIC_CLASSES, "segmentation"
@@ -136,4 +158,6 @@ def thesis_onnx_spec(n_classes: int) -> ModelSpec:
         target_spacing_mm=None,
         input_size=(896, 320),
         layout="thesis",
+        normalisation="minmax",
+        crop="thesis",
     )
