@@ -7,7 +7,9 @@
 # (profiles/default, the workflow profile, is loaded by Snakemake itself.)
 #
 # DAG: synthesize (demo only) -> segment (one job per batch of subjects, model loaded once)
-#      -> analyse (one job per subject) -> aggregate (cohort tables) -> cohort_qc (figures).
+#      -> analyse_<batch> (one process per batch, per-subject outputs) -> aggregate (cohort
+#      tables) -> cohort_qc (figures),
+#      review_page (results/review/index.html: the flagged subjects, overrides to download).
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -24,6 +26,7 @@ include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/analyse.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/review.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/train_real.smk"
 
@@ -38,6 +41,7 @@ rule all:
         rules.aggregate.output,
         rules.cohort_qc.output,
         rules.failure_guard.output,
+        rules.review_page.output,
 
 
 onsuccess:

@@ -145,6 +145,9 @@ def test_pipeline_steps_tiny(tmp_path):
     }  # fmt: skip
     seg = segmentation.train_segmentation(cfg, tmp_path / "segmentation.pt")
     assert load_model(seg).spec.metrics["synthetic"] is True
+    # the Dice difference bf16 - fp32 measured at training time (segmentation.precision)
+    diff = load_model(seg).spec.metrics["precision_dice"]["bf16_minus_fp32"]
+    assert set(diff) == {"dice_vertebra", "dice_disc"}
     auto = autolabel.train_autolabel(cfg, seg, tmp_path / "autolabels.npz")
     summary = (tmp_path / "autolabels.json").read_text()
     assert '"total": 2' in summary

@@ -150,20 +150,23 @@ def test_sheet_cohort_failures_and_single_subject_rerun(tmp_path):
         "normal", "lumbarization", "sacralization"]  # fmt: skip
     assert subjects.loc["P02", "sex"] == "M" and not subjects.loc["BAD", "processed"]
 
-    # documented single-subject rerun: --forcerun <its summary.json> -> its analysis + tables
+    # documented single-subject rerun: --forcerun <its summary.json> -> the analyse job of its
+    # batch (one process; P03 is alone in b00002) + tables
     dry = _snakemake(work, "-n", "--forcerun", "results/subjects/P03/summary.json")
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout, flags=re.M))
-    assert "segment" not in stats and stats.get("analyse") == "1", dry.stdout[-2000:]
+    assert "segment" not in stats and stats.get("analyse_b00002") == "1", dry.stdout[-2000:]
+    assert not [k for k in stats if k.startswith("analyse_") and k != "analyse_b00002"]
 
     # batches of 2 over sorted IDs: [BAD, GONE], [P01, P02], [P03]; a changed image (content:
-    # snakemake ignores a bare touch of an unchanged file) reruns its batch, the batch's two
-    # analyses and the aggregate, nothing else
+    # snakemake ignores a bare touch of an unchanged file) reruns its batch, the batch's
+    # analyse job (both subjects, one process) and the aggregate, nothing else
     img = tmp_path / "data" / "P01" / "image.nii.gz"
     im = nib.load(img)
     nib.save(nib.Nifti1Image(np.asarray(im.dataobj) + 1.0, im.affine), img)
     dry = _snakemake(work, "-n")
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout, flags=re.M))
-    assert stats.get("segment") == "1" and stats.get("analyse") == "2", dry.stdout[-2000:]
+    assert stats.get("segment") == "1" and stats.get("analyse_b00001") == "1", dry.stdout[-2000:]
+    assert not [k for k in stats if k.startswith("analyse_") and k != "analyse_b00001"]
     assert stats.get("aggregate") == "1"
     assert "output: results/subjects/P03/summary.json" not in dry.stdout
 

@@ -1,6 +1,8 @@
-"""The ``analyse`` rule: one subject's semantic mask -> instances, names, volumes, QC PNG.
+"""One subject's analysis: semantic mask -> instances, names, volumes, QC PNG.
 
-Runs without torch in a light per-subject process.  Reads the subject's mask (and the
+Runs without torch; the workflow's ``analyse_<batch>`` rules call it for every subject of a
+segmentation batch in one process (:mod:`spinecensus.census.analyse_batch`), and
+``python -m spinecensus.census analyse`` for one subject.  Reads the subject's mask (and the
 labeler's vote map, if any) from its batch's segmentation folder and writes
 ``results/subjects/<subject>/``: the declared outputs ``summary.json``, ``structures.parquet``
 and ``qc.png`` always, the NIfTI/JSON side files on success, ``failed.json`` on failure.
@@ -109,15 +111,28 @@ def _analysis_arrays(analysis: Any, out: Path) -> tuple[np.ndarray, dict[int, st
     return inst, names
 
 
-def _provenance(subject: str, seg: Path, image: str | None) -> dict[str, Any]:
+def read_batch_info(seg: Path) -> dict[str, Any]:
+    """``seg/batch.json`` (the segment job's record), or ``{}`` when absent or unreadable."""
+    try:
+        return json.loads((seg / "batch.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def image_sha256(batch_info: Mapping[str, Any], subject: str, image: str | None) -> str | None:
+    """The sha256 of ``subject``'s image as the segment job recorded it (``batch.json``);
+    hashed here only for a batch written before the segment job recorded it."""
+    for rec in batch_info.get("subjects") or []:
+        if rec.get("subject") == subject and "input_sha256" in rec:
+            return rec["input_sha256"]
+    return file_sha256(image) if image and Path(image).exists() else None
+
+
+def _provenance(
+    subject: str, batch_info: Mapping[str, Any], image: str | None, sha256: str | None
+) -> dict[str, Any]:
     """The summary fields every outcome carries: versions, the segmentation batch's method,
     model and labeler (``seg/batch.json``), the input image and its sha256."""
-    batch_info: dict[str, Any] = {}
-    if (seg / "batch.json").exists():
-        try:
-            batch_info = json.loads((seg / "batch.json").read_text())
-        except (OSError, ValueError):
-            batch_info = {}
     return {
         "subject": subject,
         "pipeline_version": __version__,
@@ -125,7 +140,7 @@ def _provenance(subject: str, seg: Path, image: str | None) -> dict[str, Any]:
         "model": batch_info.get("model"),
         "labeler": batch_info.get("labeler"),
         "image": image,
-        "input_sha256": file_sha256(image) if image and Path(image).exists() else None,
+        "input_sha256": sha256,
     }
 
 
@@ -143,7 +158,7 @@ def _segmentation_path(seg: Path, subject: str) -> Path:
 
 
 def _write_instances_and_labels(
-    analysis: Any, sem: Any, sem_path: Path, out: Path
+    analysis: Any, sem: Any, sem_path: Path, out: Path, gzip_level: int
 ) -> tuple[np.ndarray, dict[int, str]]:
     """``instances.nii.gz``, ``labels.json``, ``semantic.nii.gz`` and ``labels.nii.gz`` on the
     mask's stored grid; returns the canonical instance array and ``{id: name}``."""
@@ -151,14 +166,14 @@ def _write_instances_and_labels(
 
     # instances + labels.json as subject_analysis.write_subject_outputs writes them, but the
     # summary only once at the end: summary.json present <=> the subject is complete
-    save_like(analysis.split.instances, sem, out / "instances.nii.gz", np.uint16)
+    save_like(analysis.split.instances, sem, out / "instances.nii.gz", np.uint16, gzip_level)
     write_json(
         {str(i): n for i, n in sorted(analysis.labeling.id_to_name.items())},
         out / "labels.json",
     )
     _link_or_copy(sem_path, out / "semantic.nii.gz")
     inst, names = _analysis_arrays(analysis, out)
-    save_like(_label_volume(inst, names), sem, out / "labels.nii.gz", np.uint8)
+    save_like(_label_volume(inst, names), sem, out / "labels.nii.gz", np.uint8, gzip_level)
     return inst, names
 
 
@@ -170,13 +185,17 @@ def _write_subject_qc(
     names: dict[int, str],
     spacing_mm: tuple[float, float, float],
     summary: Mapping[str, Any],
+    seg: Path,
 ) -> None:
-    """``qc.png``: the mid-sagittal overlay, on the image when it can be read."""
+    """``qc.png``: the mid-sagittal overlay on the image slice the segment job stored while
+    it had the image in memory (``seg/<subject>.qc.npz``); without that file (batches of
+    older runs) the image is decoded here, and without a readable image the mask alone."""
     from spinecensus.census import subject_qc
     from spinecensus.io import load_scan
 
+    qc_slice = subject_qc.read_qc_slice(seg / f"{subject}.qc.npz")
     img = None
-    if image and Path(image).exists():
+    if qc_slice is None and image and Path(image).exists():
         try:
             img = load_scan(image, check=False).data
         except InputError:  # the QC picture falls back to the mask alone
@@ -188,6 +207,7 @@ def _write_subject_qc(
         spacing_mm,
         image=img,
         title=f"{subject}: {summary.get('transitional_status', '?')}",
+        qc_slice=qc_slice,
     )
 
 
@@ -223,6 +243,11 @@ def analyse(
     image: str | None = None,
     qc_png: bool = True,
     field_of_view: str = "whole_spine",
+    gzip_level: int = 1,
+    batch_info: Mapping[str, Any] | None = None,
+    analysis_key: str | None = None,
+    startup_s: float | None = None,
+    input_sha256: str | None = None,
 ) -> dict[str, Any]:
     """Split, label and measure one subject's semantic mask.
 
@@ -231,7 +256,13 @@ def analyse(
     other exception (a bug, out-of-memory) propagates and fails the job.
 
     ``field_of_view``: ``"whole_spine"`` (count from C2) or ``"lumbar"`` (no C2 in view:
-    levels named upward from the sacrum; see ``counting.count_labels``).
+    levels named upward from the sacrum; see ``counting.count_labels``).  ``gzip_level``:
+    of the NIfTI side files (``io.save_like``).  ``batch_info``: ``seg_dir/batch.json``
+    already read (a batch of subjects reads it once).  ``analysis_key`` is recorded in the
+    summary (:func:`spinecensus.census.analyse_batch.analysis_key`).  ``startup_s``: the
+    process start-up (interpreter + imports, s) to record as this subject's
+    ``process_age_at_start_s``; None = this process's age now (one subject per process).
+    ``input_sha256``: the image's, when the caller has it (else :func:`image_sha256`).
 
     Reads ``seg_dir/<subject>.nii.gz`` (or propagates ``seg_dir/<subject>.failed.json``).
     Always writes the declared outputs ``out_dir/summary.json`` (``"status": "ok"`` or
@@ -243,13 +274,15 @@ def analyse(
     from spinecensus.census import tables
 
     t_start = time.perf_counter()
-    age_at_start = process_age_s()
+    age_at_start = process_age_s() if startup_s is None else startup_s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in (*SIDE_FILES, "summary.json"):
         (out / name).unlink(missing_ok=True)
     seg = Path(seg_dir)
-    base = _provenance(subject, seg, image)
+    info = read_batch_info(seg) if batch_info is None else batch_info
+    sha = input_sha256 if input_sha256 is not None else image_sha256(info, subject, image)
+    base = _provenance(subject, info, image, sha)
     compute_s = 0.0
     try:
         sem_path = _segmentation_path(seg, subject)
@@ -272,16 +305,18 @@ def analyse(
                 f"{analysis.split.invalid_reason}; no vertebrae or discs found "
                 "(not a spine MRI, or the segmentation found nothing)",
             )
-        inst, names = _write_instances_and_labels(analysis, sem, sem_path, out)
+        inst, names = _write_instances_and_labels(analysis, sem, sem_path, out, gzip_level)
         tables.write_subject_structures(subject, analysis.structures, out / "structures.parquet")
         summary = dict(analysis.summary)
         summary.update(base, status="ok")
         if qc_png:
-            _write_subject_qc(out, subject, image, inst, names, sem.spacing_mm, summary)
+            _write_subject_qc(out, subject, image, inst, names, sem.spacing_mm, summary, seg)
     except (_Failed, InputError) as exc:  # a subject's bad input; anything else fails the job
         summary = _record_failure(out, subject, exc, base, qc_png)
     summary["seconds"] = time.perf_counter() - t_start
     summary["compute_s"] = compute_s
     summary["process_age_at_start_s"] = age_at_start
+    if analysis_key is not None:
+        summary["analysis_key"] = analysis_key
     write_json(summary, out / "summary.json")
     return summary

@@ -47,8 +47,9 @@ def _load_segmenter(
     weights: str,
     device: str,
     threads: int,
-    batch_size: int,
+    batch_size: int | str,
     model_options: Mapping[str, Any] | None,
+    precision: str = "auto",
 ) -> tuple[Any, str, float]:
     """``(model or None, model name, load seconds)``; ``None`` for ``method="ground_truth"``."""
     model = None
@@ -60,6 +61,7 @@ def _load_segmenter(
 
         wpath = Path(weights) if weights else default_weights()
         extra = {k: v for k, v in (model_options or {}).items() if v not in (None, "")}
+        extra.setdefault("precision", precision)
         model = weights_mod.load_model(
             wpath,
             device=device,
@@ -76,7 +78,7 @@ def _load_segmenter(
 
 
 def _load_labeler(
-    labeler_weights: str, device: str, threads: int, batch_size: int
+    labeler_weights: str, device: str, threads: int, batch_size: int | str, precision: str
 ) -> tuple[Any, str | None, float]:
     """``(labeler, weights file name, load seconds)``; ``(None, None, 0.0)`` without one."""
     if not labeler_weights:
@@ -86,7 +88,12 @@ def _load_labeler(
 
     lpath = weights_mod.weights_file(labeler_weights, "labeling")
     labeler = weights_mod.load_model(
-        lpath, device=device, threads=threads, batch_size=batch_size, task="labeling"
+        lpath,
+        device=device,
+        threads=threads,
+        batch_size=batch_size,
+        task="labeling",
+        precision=precision,
     )
     return labeler, lpath.name, time.perf_counter() - t
 
@@ -123,13 +130,16 @@ def _segment_subject(
     model: Any,
     labeler: Any,
     out: Path,
+    gzip_level: int = 1,
 ) -> dict[str, Any]:
-    """Segment one subject into ``out``; its record (``ok``, timings in seconds or ``error``).
+    """Segment one subject into ``out``; its record (``ok``, timings in seconds or ``error``,
+    ``input_sha256`` of the image file: the analysis takes its provenance from here).
 
     A bad input of this subject (:class:`InputError`) is caught here:
     ``out/<subject>.failed.json`` is written instead of the mask and the batch goes on.
     Any other exception propagates and fails the job.
     """
+    from spinecensus.census.analyse_job import file_sha256
     from spinecensus.io import load_mask, save_like
     from spinecensus.io.checks import load_checked
 
@@ -138,6 +148,9 @@ def _segment_subject(
     try:
         if not image:
             raise InputError(None, "no image path in the sample sheet")
+        # provenance of the analysis (None when missing); the read leaves the bytes in the
+        # page cache, where nibabel decodes them from
+        rec["input_sha256"] = file_sha256(image)
         # io validation + plausibility checks (spacing, sagittal axis, size)
         scan = load_checked(image)
         t1 = time.perf_counter()
@@ -159,10 +172,14 @@ def _segment_subject(
                 labeler, labeler.predict_structure_classes, scan, np.asarray(semantic) > 0
             )
         t2 = time.perf_counter()
-        # the vote map first: the semantic mask's presence marks the subject as done
+        # the QC background and the vote map first: the mask's presence marks the subject done
+        from spinecensus.census.subject_qc import write_qc_slice
+
+        write_qc_slice(out / f"{subject}.qc.npz", scan.data, semantic)
         if votes is not None:
-            save_like(votes, scan, out / f"{subject}.labeler.nii.gz", np.uint8)
-        save_like(np.asarray(semantic, dtype=np.uint8), scan, out / f"{subject}.nii.gz", np.uint8)
+            save_like(votes, scan, out / f"{subject}.labeler.nii.gz", np.uint8, gzip_level)
+        mask = np.asarray(semantic, dtype=np.uint8)
+        save_like(mask, scan, out / f"{subject}.nii.gz", np.uint8, gzip_level)
         rec.update(ok=True, read_s=t1 - t0, inference_s=t2 - t1, write_s=time.perf_counter() - t2)
     except InputError as exc:  # one subject's bad input must not stop the batch
         rec["error"] = one_line(exc)
@@ -192,15 +209,21 @@ def segment(
     semantics: Sequence[str] | None = None,
     weights: str = "",
     device: str = "cpu",
-    batch_size: int = 16,
+    batch_size: int | str = 16,
     threads: int = 1,
     model_options: Mapping[str, Any] | None = None,
     labeler_weights: str = "",
+    precision: str = "auto",
+    gzip_level: int = 1,
 ) -> dict[str, Any]:
     """Segment a batch of subjects, loading the model once; per-subject failures captured.
 
     ``model_options``: extra :func:`spinecensus.segment.weights.load_model` arguments from the
-    config (``amp``, ``layout``, ``normalisation``); empty values are left to the weights' sidecar.
+    config (``layout``, ``normalisation``; ``amp``, the former name of ``precision``); empty
+    values are left to the weights' sidecar.
+    ``precision``: ``auto`` (bf16 where the device runs it natively), ``fp32`` or ``bf16``
+    (config ``segmentation.precision``).  ``batch_size``: slices per forward pass or
+    ``"auto"`` (from free GPU memory).  ``gzip_level``: of the written masks (0 = stored).
 
     ``labeler_weights``: the small-FOV multiclass labeler (``"shipped"`` =
     ``spinecensus/weights/labeling.pt``, or a ``.pt``/``.onnx`` path; ``""`` = none).  When
@@ -210,8 +233,10 @@ def segment(
     torch, so the vote map is what crosses from this GPU-side job to the analysis).
 
     Writes ``out_dir/<subject>.nii.gz`` (uint8 semantic mask on the input's grid and affine)
-    or ``out_dir/<subject>.failed.json`` for each subject, then ``out_dir/batch.json`` with
-    timings (seconds): process age at start, model load, per-subject read/inference/write.
+    and ``out_dir/<subject>.qc.npz`` (the QC picture's image slice,
+    :func:`spinecensus.census.subject_qc.write_qc_slice`), or ``out_dir/<subject>.failed.json``
+    for each subject, then ``out_dir/batch.json`` with timings (seconds): process age at
+    start, model load, per-subject read/inference/write, and each image's sha256.
     Returns the ``batch.json`` content.
     """
     started = time.perf_counter()
@@ -221,10 +246,10 @@ def segment(
     if len(images) != len(subjects) or (semantics is not None and len(semantics) != len(subjects)):
         raise ValueError("subjects, images (and semantics) must have the same length")
     model, model_name, load_s = _load_segmenter(
-        method, weights, device, threads, batch_size, model_options
+        method, weights, device, threads, batch_size, model_options, precision
     )
     labeler, labeler_name, labeler_load_s = _load_labeler(
-        labeler_weights, device, threads, batch_size
+        labeler_weights, device, threads, batch_size, precision
     )
     if labeler is not None:
         load_s += labeler_load_s
@@ -236,6 +261,7 @@ def segment(
             model,
             labeler,
             out,
+            gzip_level,
         )
         for i, subject in enumerate(subjects)
     ]
@@ -244,6 +270,8 @@ def segment(
         "model": model_name,
         "labeler": labeler_name,
         "device": device,
+        "precision": getattr(model, "precision", None),
+        "batch_size": getattr(model, "batch_size", None),
         "pipeline_version": __version__,
         "process_age_at_start_s": age_at_start,
         "model_load_s": load_s,

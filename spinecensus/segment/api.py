@@ -80,6 +80,9 @@ class SegmentationInference:
         labeler_weights: optional small-FOV labeler (``.pt``/``.onnx``); when given, names
             come from the model + consistent-sequence DP, cross-checked with count labeling.
         threads: CPU threads for torch / ONNX Runtime.
+        batch_size: slices per forward pass, or ``"auto"`` (from free GPU memory on CUDA).
+        precision: ``"auto"`` (bf16 on CUDA and on CPUs with native bf16, else fp32),
+            ``"fp32"`` or ``"bf16"`` (:func:`spinecensus.segment.runners.resolve_precision`).
         field_of_view: ``"whole_spine"`` (count from C2) or ``"lumbar"`` (C2 not in view:
             levels named upward from the sacrum, status withheld; see
             :func:`spinecensus.naming.counting.count_labels`).
@@ -93,8 +96,9 @@ class SegmentationInference:
         weights: str | os.PathLike[str] | None = None,
         labeler_weights: str | os.PathLike[str] | None = None,
         threads: int | None = None,
-        batch_size: int = 8,
+        batch_size: int | str = 8,
         field_of_view: str = "whole_spine",
+        precision: str = "auto",
     ):
         from spinecensus.naming.labeling import check_field_of_view
         from spinecensus.segment.weights import DEFAULT_SEGMENTATION_WEIGHTS, load_model
@@ -105,14 +109,12 @@ class SegmentationInference:
             raise ValueError("only output_same_shape_as_input=True is supported")
         self.device = resolve_device(segmentation_device)
         self.instance_segmentation_device = instance_segmentation_device
+        opts = {"device": self.device, "threads": threads, "batch_size": batch_size}
         self.model = load_model(
-            weights or DEFAULT_SEGMENTATION_WEIGHTS,
-            device=self.device,
-            threads=threads,
-            batch_size=batch_size,
+            weights or DEFAULT_SEGMENTATION_WEIGHTS, precision=precision, **opts
         )
         self.labeler = (
-            load_model(labeler_weights, device=self.device, threads=threads, batch_size=batch_size)
+            load_model(labeler_weights, precision=precision, **opts)
             if labeler_weights is not None
             else None
         )

@@ -46,8 +46,8 @@ def thesis_adapter(net: torch.nn.Module) -> torch.nn.Module:
             self.inner = inner
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            # (N, C, AP, SI-upwards) -> (N, C, SI-downwards, AP), and back for the logits
-            y = self.inner(x.transpose(2, 3).flip(2))
-            return y.flip(2).transpose(2, 3)
+            # (N, C, AP forwards, SI upwards) -> (N, C, SI downwards, AP backwards), and back
+            y = self.inner(x.transpose(2, 3).flip(2, 3))
+            return y.flip(2, 3).transpose(2, 3)
 
     return ThesisLayout(net)

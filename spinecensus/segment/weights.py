@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from spinecensus.io import InputError, atomic_path, write_json
 from spinecensus.segment.network import build_network
 from spinecensus.segment.predict import SegmentationModel
-from spinecensus.segment.runners import OnnxRunner, TorchRunner
+from spinecensus.segment.runners import OnnxRunner, TorchRunner, resolve_precision
 from spinecensus.segment.spec import SEMANTIC_CLASSES, Layout, ModelSpec, Task, thesis_onnx_spec
 
 if TYPE_CHECKING:  # torch is imported lazily so that the light CLI commands stay fast
@@ -185,11 +185,12 @@ def load_model(
     path: str | os.PathLike[str],
     device: str = "cpu",
     threads: int | None = None,
-    amp: str | None = "auto",
-    batch_size: int = 8,
+    precision: str | None = "auto",
+    batch_size: int | str = 8,
     layout: Layout | None = None,
     normalisation: str | None = None,
     task: Task | None = None,
+    amp: str | None = "unset",
 ) -> SegmentationModel:
     """Load weights from a file: ``.pt`` (+ sidecar) with torch, ``.onnx`` with ONNX Runtime.
 
@@ -198,15 +199,19 @@ def load_model(
         threads: CPU threads (Snakemake's ``threads``): of the ONNX Runtime session, or
             torch's while the model predicts (set and restored around each volume; torch's
             count is process-wide, so loading leaves it alone).
-        amp: autocast dtype (``"bf16"``, ``"fp16"`` or None); ``"auto"`` = bf16 on CUDA,
-            fp32 on CPU (CPUs with AMX/AVX512-BF16 run bf16 much faster: opt in explicitly).
+        precision: ``"fp32"``, ``"bf16"`` (autocast), or ``"auto"`` = bf16 on CUDA and on
+            CPUs with native bf16 (AVX512-BF16 / AMX), else fp32
+            (:func:`~spinecensus.segment.runners.resolve_precision`; config
+            ``segmentation.precision``).  ONNX Runtime always runs the file's fp32 graph.
+        batch_size: slices per forward pass, or ``"auto"`` (from free GPU memory on CUDA).
         layout: override the sidecar's layout (e.g. ``"thesis"`` for a published ONNX file).
         normalisation: override the sidecar's intensity normalisation.
         task: ``"segmentation"`` or ``"labeling"``: refuse weights of the other task or of a
             class layout that task cannot use (:class:`WeightsTaskError`, naming the file).
+        amp: the former name of ``precision`` (None = fp32), still accepted.
     """
-    import torch
-
+    if amp != "unset":
+        precision = "fp32" if amp is None else amp
     path = Path(path)
     if path.suffix == ".onnx":
         if not path.exists():
@@ -218,7 +223,8 @@ def load_model(
             spec.layout = layout
         if normalisation is not None:
             spec.normalisation = normalisation
-        return SegmentationModel(spec, OnnxRunner(path, spec, device, threads), batch_size)
+        runner = OnnxRunner(path, spec, device, threads)
+        return SegmentationModel(spec, runner, batch_size, threads)
     if task is not None:
         check_weights_file(path, task)  # before building the network
     net, spec = load_network(path)
@@ -226,6 +232,5 @@ def load_model(
         spec.layout = layout
     if normalisation is not None:
         spec.normalisation = normalisation
-    if amp == "auto":
-        amp = "bf16" if torch.device(device).type == "cuda" else None
-    return SegmentationModel(spec, TorchRunner(net, spec, device, amp), batch_size, threads)
+    runner = TorchRunner(net, spec, device, resolve_precision(precision, device))
+    return SegmentationModel(spec, runner, batch_size, threads)

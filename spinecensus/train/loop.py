@@ -8,7 +8,6 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -204,13 +203,12 @@ def training_uses_bf16(amp: str | None, device: str) -> bool:
 
 
 def bf16_is_fast(device: str = "cpu") -> bool:
-    """True on CUDA and on CPUs with native bf16 matmuls (AVX512-BF16 or AMX)."""
+    """True on CUDA and on CPUs with native bf16 matmuls (AVX512-BF16 or AMX), as torch
+    reports them (:func:`spinecensus.segment.runners.native_bf16`)."""
     import torch
+
+    from spinecensus.segment.runners import native_bf16
 
     if torch.device(device).type == "cuda":
         return True
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
+    return native_bf16(device)

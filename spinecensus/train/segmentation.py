@@ -66,16 +66,23 @@ def _expert_bank(cfg: TrainConfig, spec: ModelSpec) -> tuple[list[int], SliceBan
     return seeds, to_bank(vols, spec)
 
 
-def _held_out_dice(cfg: TrainConfig, net: Any, spec: ModelSpec) -> dict[str, float]:
-    """Mean vertebral-body and disc Dice on 3 fresh subjects (never used for training)."""
-    model = SegmentationModel.from_network(net, spec, amp=inference_amp(cfg))
-    dices = []
-    for i in range(3):
-        sub = make_subject(cfg, subject_seed(cfg, EVAL_OFFSET + 50_000, i))
-        pred = model.predict(sub.image, sub.spacing_mm)
-        d = dice_per_class(pred, np.asarray(sub.semantic), [1, 2])
-        dices.append(d)
-    return {
-        "dice_vertebra": float(np.nanmean([d[1] for d in dices])),
-        "dice_disc": float(np.nanmean([d[2] for d in dices])),
-    }
+def _held_out_dice(cfg: TrainConfig, net: Any, spec: ModelSpec) -> dict[str, Any]:
+    """Mean vertebral-body and disc Dice on 3 fresh subjects (never used for training), in
+    the precision inference will use here, plus fp32 and bf16 apart and their difference
+    (``precision_dice``: what ``segmentation.precision: auto`` trades on bf16 hardware)."""
+    subjects = [make_subject(cfg, subject_seed(cfg, EVAL_OFFSET + 50_000, i)) for i in range(3)]
+    by_precision = {}
+    for amp in ("fp32", "bf16"):
+        model = SegmentationModel.from_network(net, spec, amp=amp)
+        dices = [
+            dice_per_class(model.predict(s.image, s.spacing_mm), np.asarray(s.semantic), [1, 2])
+            for s in subjects
+        ]
+        by_precision[amp] = {
+            "dice_vertebra": float(np.nanmean([d[1] for d in dices])),
+            "dice_disc": float(np.nanmean([d[2] for d in dices])),
+        }
+    used = by_precision["bf16" if inference_amp(cfg) == "bf16" else "fp32"]
+    diff = {k: by_precision["bf16"][k] - by_precision["fp32"][k] for k in used}
+    record = {"synthetic": True, "n_subjects": 3, **by_precision, "bf16_minus_fp32": diff}
+    return {**used, "precision_dice": record}

@@ -91,6 +91,21 @@ try:
 except ValueError as exc:  # SampleSheetError, or prevalence.age_bins not increasing
     raise WorkflowError(str(exc))
 
+# The analyst's overrides (config review.overrides, workflow/rules/review.smk) are checked
+# before any job: an unknown subject or action, a bad status, a level name outside the label
+# schema stops the run here, naming the row. Only the aggregate rule reads the file, so
+# editing it reruns aggregate, the rules that read its tables and the review page.
+REVIEW = config.get("review") or {}
+OVERRIDES = str(REVIEW.get("overrides") or "")
+if OVERRIDES:
+    from spinecensus.review.overrides import OverridesError, read_overrides
+
+    try:
+        _overrides = read_overrides(OVERRIDES, SUBJECTS)
+    except OverridesError as exc:
+        raise WorkflowError(str(exc))
+    validate(_overrides, "../schemas/overrides.schema.yaml")
+
 BATCHES = make_batches(SUBJECTS, int(SEG.get("subjects_per_job", 25)))
 BATCH_OF = batch_of(BATCHES)
 

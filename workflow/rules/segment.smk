@@ -5,6 +5,9 @@
 # <subject>.labeler.nii.gz (the analysis names each instance by majority vote + the
 # consistent-sequence DP and cross-checks it with counting from C2).
 # Runs spinecensus.census.segment_job.segment (`python -m spinecensus.census segment`).
+# `segmentation.precision` (auto: bf16 autocast on CUDA and on CPUs with native bf16, else
+# fp32), `batch_size` (slices per forward pass; "auto" = from free GPU memory) and
+# `gzip_level` (of the written masks; 0 = stored uncompressed) come from config.yaml.
 
 
 rule segment:
@@ -38,6 +41,8 @@ rule segment:
         weights=SEG.get("weights", ""),
         device=DEVICE,
         batch_size=SEG.get("batch_size", 16),
+        precision=SEG.get("precision", "auto"),
+        gzip_level=int(SEG.get("gzip_level", 1)),
         model_options=json.dumps(
             {k: SEG.get(k) for k in ("amp", "layout", "normalisation") if k in SEG}
         ),
@@ -46,6 +51,7 @@ rule segment:
         "python -m spinecensus.census segment --out {output:q} --method {params.method} "
         "--weights={params.weights:q} --device {params.device} "
         "--batch-size {params.batch_size} --threads {threads} "
+        "--precision {params.precision} --gzip-level {params.gzip_level} "
         "--model-options {params.model_options:q} --labeler-weights={params.labeler:q} "
         "--subjects {params.subjects:q} --images {params.images:q} {params.semantics:q} "
         "> {log:q} 2>&1"
