@@ -109,6 +109,10 @@ def test_tiny_synthetic_cohort_matches_ground_truth(tmp_path):
         assert allrows.loc[st, "n"] == (sheet["anomaly"] == st).sum()
         assert allrows.loc[st, "denominator"] == 6
     assert pq.read_table(res / "tables" / "failures.parquet").num_rows == 0
+    # the morphometrics tables (issue 21): present, with rows (values: test_morphometrics*)
+    for name in ("morphometrics", "spine_alignment", "reference"):
+        assert pq.read_table(res / "tables" / f"{name}.parquet").num_rows > 0, name
+    assert pq.read_table(res / "tables" / "spine_alignment.parquet").num_rows == 6
     for name in ("prevalence.png", "volumes.png"):
         assert (res / "qc" / name).stat().st_size > 5000
 

@@ -1,8 +1,10 @@
 """The ``aggregate`` rule: the cohort tables from every subject's per-subject files.
 
-Reads ``<subjects dir>/<subject>/{summary.json,structures.parquet}`` for the subjects of the
-sample sheet and writes ``structures``, ``subjects``, ``prevalence`` and ``failures``
-``.parquet`` (:mod:`spinecensus.census.tables`), rebuilt on every run and written atomically.
+Reads ``<subjects dir>/<subject>/{summary.json,structures.parquet,morphometrics.parquet}``
+for the subjects of the sample sheet and writes ``structures``, ``subjects``, ``prevalence``,
+``failures``, ``morphometrics``, ``spine_alignment`` and ``reference`` ``.parquet``
+(:mod:`spinecensus.census.tables`, :mod:`spinecensus.census.morphometrics_tables`), rebuilt
+on every run and written atomically.
 An analyst's overrides file (config ``review.overrides``, :mod:`spinecensus.review.overrides`)
 is applied on the way: ``final_status`` and the renamed levels; prevalence on ``final_status``.
 """
@@ -47,4 +49,5 @@ def aggregate(
         config=config,
         extra_metadata=extra,
         overrides=overrides or None,
+        morphometrics_paths=[base / s / "morphometrics.parquet" for s in subjects],
     )

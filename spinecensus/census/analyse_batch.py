@@ -7,8 +7,9 @@ locally (each grouped job is still its own process), so one process per batch is
 removes the start-up cost on a workstation.
 
 Which subjects a run recomputes: the rules declare each subject's ``summary.json``,
-``structures.parquet`` and ``qc.png`` with Snakemake's ``update()`` flag, so Snakemake keeps
-existing outputs when it reruns a batch's rule, and :func:`analyse_batch` recomputes
+``structures.parquet``, ``morphometrics.parquet`` and ``qc.png`` with Snakemake's
+``update()`` flag, so Snakemake keeps existing outputs when it reruns a batch's rule,
+and :func:`analyse_batch` recomputes
 
 * the subjects whose outputs are missing or whose recorded :func:`analysis_key` differs
   from the current one (a run killed midway resumes where it stopped; a deleted subject
@@ -43,7 +44,7 @@ from spinecensus.census.analyse_job import analyse, file_sha256, image_sha256, r
 from spinecensus.census.environment import process_age_s
 
 #: the per-subject outputs the rules declare (``qc.png`` only with QC pictures on)
-DECLARED = ("summary.json", "structures.parquet", "qc.png")
+DECLARED = ("summary.json", "structures.parquet", "morphometrics.parquet", "qc.png")
 
 
 @functools.lru_cache(maxsize=1)
@@ -87,7 +88,7 @@ def analysis_key(
 
 def _is_current(out: Path, key: str, qc_png: bool) -> bool:
     """Whether ``out`` holds complete outputs computed under ``key``."""
-    names = DECLARED if qc_png else DECLARED[:2]
+    names = DECLARED if qc_png else DECLARED[:-1]
     if not all((out / n).exists() for n in names):
         return False
     try:

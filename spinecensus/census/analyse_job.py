@@ -4,8 +4,9 @@ Runs without torch; the workflow's ``analyse_<batch>`` rules call it for every s
 segmentation batch in one process (:mod:`spinecensus.census.analyse_batch`), and
 ``python -m spinecensus.census analyse`` for one subject.  Reads the subject's mask (and the
 labeler's vote map, if any) from its batch's segmentation folder and writes
-``results/subjects/<subject>/``: the declared outputs ``summary.json``, ``structures.parquet``
-and ``qc.png`` always, the NIfTI/JSON side files on success, ``failed.json`` on failure.
+``results/subjects/<subject>/``: the declared outputs ``summary.json``, ``structures.parquet``,
+``morphometrics.parquet`` and ``qc.png`` always, the NIfTI/JSON side files on success,
+``failed.json`` on failure.
 
 Failure handling: a subject's bad input (:class:`~spinecensus.io.InputError`) and a failure
 recorded by the ``segment`` job become ``failed.json`` (``subject``, ``rule``, ``error``) and a
@@ -177,6 +178,25 @@ def _write_instances_and_labels(
     return inst, names
 
 
+def _write_morphometrics(
+    out: Path,
+    subject: str,
+    inst: np.ndarray,
+    names: dict[int, str],
+    spacing_mm: tuple[float, float, float],
+) -> dict[str, Any]:
+    """``morphometrics.parquet`` of the canonical instances (mm, degrees;
+    :func:`spinecensus.measure.morphometrics.measure_subject`); returns the alignment
+    (lordosis, kyphosis, segment angles, degrees) for ``summary.json``.  An exception here
+    is a fault of the program (the masks already passed the split), so it propagates."""
+    from spinecensus.census.morphometrics_tables import write_subject_morphometrics
+    from spinecensus.measure.morphometrics import measure_subject
+
+    table, spine = measure_subject(inst, names, tuple(float(v) for v in spacing_mm))
+    write_subject_morphometrics(subject, table, out / "morphometrics.parquet")
+    return {k: v for k, v in spine.items() if k != "definitions"}
+
+
 def _write_subject_qc(
     out: Path,
     subject: str,
@@ -216,7 +236,7 @@ def _record_failure(
 ) -> dict[str, Any]:
     """Replace the subject's outputs by its failure (called while ``exc`` is handled):
     ``failed.json``, an empty ``structures.parquet``, a failure card; returns the summary."""
-    from spinecensus.census import tables
+    from spinecensus.census import morphometrics_tables, tables
 
     rule = exc.rule if isinstance(exc, _Failed) else "analyse"
     error = exc.error if isinstance(exc, _Failed) else one_line(exc)
@@ -225,6 +245,7 @@ def _record_failure(
     record = {"subject": subject, "rule": rule, "error": error}
     write_json(record, out / "failed.json")
     tables.write_subject_structures(subject, [], out / "structures.parquet")
+    morphometrics_tables.write_subject_morphometrics(subject, None, out / "morphometrics.parquet")
     if qc_png:
         from spinecensus.census import subject_qc
 
@@ -266,7 +287,8 @@ def analyse(
 
     Reads ``seg_dir/<subject>.nii.gz`` (or propagates ``seg_dir/<subject>.failed.json``).
     Always writes the declared outputs ``out_dir/summary.json`` (``"status": "ok"`` or
-    ``"failed"``), ``out_dir/structures.parquet`` (empty on failure) and ``out_dir/qc.png``
+    ``"failed"``; on success with the spine's ``alignment``), ``out_dir/structures.parquet``
+    and ``out_dir/morphometrics.parquet`` (both empty on failure) and ``out_dir/qc.png``
     (a failure card on failure); on success also ``semantic.nii.gz``, ``instances.nii.gz``,
     ``labels.nii.gz`` (label class per voxel, :func:`label_ids`) and ``labels.json``, on
     failure ``failed.json`` (``subject``, ``rule``, ``error``).  Returns the summary.
@@ -283,7 +305,7 @@ def analyse(
     info = read_batch_info(seg) if batch_info is None else batch_info
     sha = input_sha256 if input_sha256 is not None else image_sha256(info, subject, image)
     base = _provenance(subject, info, image, sha)
-    compute_s = 0.0
+    compute_s = measure_s = 0.0
     try:
         sem_path = _segmentation_path(seg, subject)
         from spinecensus.census.subject_analysis import analyse_semantic
@@ -307,14 +329,18 @@ def analyse(
             )
         inst, names = _write_instances_and_labels(analysis, sem, sem_path, out, gzip_level)
         tables.write_subject_structures(subject, analysis.structures, out / "structures.parquet")
+        t1 = time.perf_counter()
+        alignment = _write_morphometrics(out, subject, inst, names, sem.spacing_mm)
+        measure_s = time.perf_counter() - t1
         summary = dict(analysis.summary)
-        summary.update(base, status="ok")
+        summary.update(base, status="ok", alignment=alignment)
         if qc_png:
             _write_subject_qc(out, subject, image, inst, names, sem.spacing_mm, summary, seg)
     except (_Failed, InputError) as exc:  # a subject's bad input; anything else fails the job
         summary = _record_failure(out, subject, exc, base, qc_png)
     summary["seconds"] = time.perf_counter() - t_start
     summary["compute_s"] = compute_s
+    summary["measure_s"] = measure_s
     summary["process_age_at_start_s"] = age_at_start
     if analysis_key is not None:
         summary["analysis_key"] = analysis_key

@@ -278,8 +278,14 @@ def write_cohort_tables(
     config: Mapping[str, Any] | None = None,
     extra_metadata: Mapping[str, Any] | None = None,
     overrides: str | os.PathLike[str] | None = None,
+    morphometrics_paths: Sequence[str | os.PathLike[str]] | None = None,
 ) -> dict[str, Path]:
     """Build the four cohort tables from per-subject files; returns their paths.
+
+    With ``morphometrics_paths`` (per-subject ``morphometrics.parquet``) also the
+    ``morphometrics``, ``spine_alignment`` and ``reference`` tables
+    (:func:`spinecensus.census.morphometrics_tables.write_morphometrics_tables`), with the
+    review's renames and exclusions applied.
 
     ``sheet``: the sample sheet as a pandas DataFrame (covariates, ``anomaly``,
     ``expert_status``).  The prevalence strata are the config's declared ones
@@ -331,4 +337,12 @@ def write_cohort_tables(
     write_table(subjects, paths["subjects"], meta)
     write_table(prevalence, paths["prevalence"], prev_meta)
     write_table(failures, paths["failures"], meta)
+    if morphometrics_paths is not None:
+        from spinecensus.census.morphometrics_tables import write_morphometrics_tables
+
+        paths.update(
+            write_morphometrics_tables(
+                morphometrics_paths, summaries, subjects, structures, spec, out, meta
+            )
+        )
     return paths

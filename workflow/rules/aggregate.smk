@@ -19,12 +19,18 @@ rule aggregate:
         structures=expand(
             f"{RESULTS}/subjects/{{subject}}/structures.parquet", subject=SUBJECTS
         ),
+        morphometrics=expand(
+            f"{RESULTS}/subjects/{{subject}}/morphometrics.parquet", subject=SUBJECTS
+        ),
         overrides=[OVERRIDES] if OVERRIDES else [],
     output:
         structures=f"{RESULTS}/tables/structures.parquet",
         subjects=f"{RESULTS}/tables/subjects.parquet",
         prevalence=f"{RESULTS}/tables/prevalence.parquet",
         failures=f"{RESULTS}/tables/failures.parquet",
+        morphometrics=f"{RESULTS}/tables/morphometrics.parquet",
+        spine_alignment=f"{RESULTS}/tables/spine_alignment.parquet",
+        reference=f"{RESULTS}/tables/reference.parquet",
     log:
         f"{RESULTS}/logs/aggregate.log",
     benchmark:

@@ -9,7 +9,8 @@
 # in a loop over the batches (BATCHES, common.smk) with its subjects' files listed.
 #
 # Per-subject outputs, failures and reruns are kept:
-# - every subject still has its declared summary.json / structures.parquet / qc.png;
+# - every subject still has its declared summary.json / structures.parquet /
+#   morphometrics.parquet (spinecensus.measure, issue 21; alignment in summary.json) / qc.png;
 # - a subject's bad input is caught inside (failed.json + summary status "failed"), the job
 #   exits 0 and the cohort goes on; a fault of the program fails the job (Snakemake then
 #   restores the outputs it had backed up);
@@ -39,6 +40,9 @@ for _batch, _subjects in BATCHES.items():
             ],
             structures=[
                 update(f"{RESULTS}/subjects/{s}/structures.parquet") for s in _subjects
+            ],
+            morphometrics=[
+                update(f"{RESULTS}/subjects/{s}/morphometrics.parquet") for s in _subjects
             ],
             qc=[
                 report(
