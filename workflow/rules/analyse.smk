@@ -42,7 +42,8 @@ for _batch, _subjects in BATCHES.items():
                 update(f"{RESULTS}/subjects/{s}/structures.parquet") for s in _subjects
             ],
             morphometrics=[
-                update(f"{RESULTS}/subjects/{s}/morphometrics.parquet") for s in _subjects
+                update(f"{RESULTS}/subjects/{s}/morphometrics.parquet")
+                for s in _subjects
             ],
             qc=[
                 report(
@@ -57,10 +58,10 @@ for _batch, _subjects in BATCHES.items():
             f"{RESULTS}/logs/analyse/{_batch}.log",
         benchmark:
             f"{RESULTS}/benchmarks/analyse/{_batch}.tsv"
-        conda:
-            CONDA_ENV
         group:
             "subjects"
+        conda:
+            CONDA_ENV
         threads: 1
         resources:
             # x attempt: a retry (profiles/slurm: retries 1) gets twice the memory/time
@@ -70,7 +71,11 @@ for _batch, _subjects in BATCHES.items():
             subjects=_subjects,
             images=[IMAGES[s] or "-" for s in _subjects],
             segmentation=seg_signature(),
-            out_root=f"{RESULTS}/subjects",
+            # the folder above <subject>/summary.json, taken from the outputs (lint: no
+            # hard-coded output prefix)
+            out_root=lambda wildcards, output: os.path.dirname(
+                os.path.dirname(output.summaries[0])
+            ),
             field_of_view=config["labeling"].get("field_of_view", "whole_spine"),
             gzip_level=ANALYSE_GZIP_LEVEL,
         shell:

@@ -27,7 +27,9 @@ rule synthesize:
         preset=config["synthetic"].get("preset", "default"),
         variants=" ".join(
             f"--variant-rate {name}={rate}"
-            for name, rate in sorted((config["synthetic"].get("variants") or {}).items())
+            for name, rate in sorted(
+                (config["synthetic"].get("variants") or {}).items()
+            )
         ),
     shell:
         "python -m spinecensus.census synth --out {params.out:q} --n {params.n} "
