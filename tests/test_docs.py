@@ -99,10 +99,11 @@ def _config_paths() -> set[str]:
 CONFIG_PATHS = _config_paths()
 
 
-#: the code that writes table metadata: the census and the review's provenance
+#: the code that writes table metadata: the census, the review's provenance and the
+#: measurements' units (``spinecensus.measure.morphometrics.UNITS_KEY``)
 CENSUS_SOURCE = "\n".join(
     p.read_text()
-    for folder in ("census", "review")
+    for folder in ("census", "review", "measure")
     for p in sorted((REPO / "spinecensus" / folder).glob("*.py"))
 )
 

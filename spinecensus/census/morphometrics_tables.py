@@ -39,9 +39,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from spinecensus.census.strata import StrataSpec, _age_label
+from spinecensus.census.tables import read_subject_tables
 from spinecensus.io import atomic_path
-from spinecensus.measure.morphometrics import COLUMNS, MORPHOMETRICS_SCHEMA, UNITS
-from spinecensus.measure.morphometrics import UNITS_KEY as MEASURE_UNITS_KEY
+from spinecensus.measure.morphometrics import COLUMNS, MORPHOMETRICS_SCHEMA, UNITS, UNITS_KEY
 
 #: measures with a z-score column ``z_<measure>`` in the cohort table
 Z_MEASURES = (
@@ -62,10 +62,6 @@ MIN_REFERENCE_N = 10
 IQR_TO_SD = 1.349
 #: the stratum pooling every subject
 ALL = "all"
-#: schema metadata key of the column -> unit map (JSON), as in the per-subject file
-UNITS_KEY = "spinecensus.units"
-if UNITS_KEY != MEASURE_UNITS_KEY:  # one key for the per-subject and the cohort tables
-    raise ImportError(f"units key {UNITS_KEY!r} != {MEASURE_UNITS_KEY!r}")
 
 SUBJECT_SCHEMA = pa.schema(
     [pa.field("subject", pa.string()), *MORPHOMETRICS_SCHEMA],
@@ -97,13 +93,8 @@ def write_subject_morphometrics(
 
 
 def read_morphometrics(paths: Sequence[str | os.PathLike[str]]) -> pa.Table:
-    """Concatenate per-subject ``morphometrics.parquet`` files (multi-threaded read)."""
-    if not paths:
-        return SUBJECT_SCHEMA.empty_table()
-    import pyarrow.dataset as ds
-
-    dataset = ds.dataset([str(p) for p in paths], format="parquet", schema=SUBJECT_SCHEMA)
-    return dataset.to_table(use_threads=True)
+    """Concatenate per-subject ``morphometrics.parquet`` files."""
+    return read_subject_tables(paths, SUBJECT_SCHEMA)
 
 
 def alignment_table(summaries: Sequence[Mapping[str, Any]]) -> pa.Table:

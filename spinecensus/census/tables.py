@@ -138,14 +138,20 @@ def write_subject_structures(
 # --------------------------------------------------------------------------- aggregation
 
 
-def read_structures(paths: Sequence[str | os.PathLike[str]]) -> pa.Table:
-    """Concatenate per-subject ``structures.parquet`` files (multi-threaded read)."""
+def read_subject_tables(paths: Sequence[str | os.PathLike[str]], schema: pa.Schema) -> pa.Table:
+    """Concatenate per-subject Parquet files of one ``schema`` (multi-threaded read; the
+    empty table of that schema for no paths)."""
     if not paths:
-        return STRUCTURES_SCHEMA.empty_table()
+        return schema.empty_table()
     import pyarrow.dataset as ds
 
-    dataset = ds.dataset([str(p) for p in paths], format="parquet", schema=STRUCTURES_SCHEMA)
+    dataset = ds.dataset([str(p) for p in paths], format="parquet", schema=schema)
     return dataset.to_table(use_threads=True)
+
+
+def read_structures(paths: Sequence[str | os.PathLike[str]]) -> pa.Table:
+    """Concatenate per-subject ``structures.parquet`` files."""
+    return read_subject_tables(paths, STRUCTURES_SCHEMA)
 
 
 def _read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
