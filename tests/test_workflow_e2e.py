@@ -113,7 +113,7 @@ def test_tiny_synthetic_cohort_matches_ground_truth(tmp_path):
     for name in ("morphometrics", "spine_alignment", "reference"):
         assert pq.read_table(res / "tables" / f"{name}.parquet").num_rows > 0, name
     assert pq.read_table(res / "tables" / "spine_alignment.parquet").num_rows == 6
-    for name in ("prevalence.png", "volumes.png"):
+    for name in ("prevalence.png", "volumes.png", "morphometrics_curves.png"):
         assert (res / "qc" / name).stat().st_size > 5000
 
 

@@ -184,17 +184,22 @@ def _write_morphometrics(
     inst: np.ndarray,
     names: dict[int, str],
     spacing_mm: tuple[float, float, float],
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, int]]:
     """``morphometrics.parquet`` of the canonical instances (mm, degrees;
-    :func:`spinecensus.measure.morphometrics.measure_subject`); returns the alignment
-    (lordosis, kyphosis, segment angles, degrees) for ``summary.json``.  An exception here
-    is a fault of the program (the masks already passed the split), so it propagates."""
+    :func:`spinecensus.measure.morphometrics.measure_subject_with_landmarks`); returns the
+    alignment (lordosis, kyphosis, segment angles, degrees) for ``summary.json``, and the
+    measured points (mm, canonical axes) and the Genant grades >= 1 for the QC picture.
+    An exception here is a fault of the program (the masks already passed the split), so
+    it propagates."""
     from spinecensus.census.morphometrics_tables import write_subject_morphometrics
-    from spinecensus.measure.morphometrics import measure_subject
+    from spinecensus.measure.morphometrics import measure_subject_with_landmarks
 
-    table, spine = measure_subject(inst, names, tuple(float(v) for v in spacing_mm))
+    sp = tuple(float(v) for v in spacing_mm)
+    table, spine, points = measure_subject_with_landmarks(inst, names, sp)
     write_subject_morphometrics(subject, table, out / "morphometrics.parquet")
-    return {k: v for k, v in spine.items() if k != "definitions"}
+    graded = table[table["genant_grade"].fillna(0).to_numpy(int) > 0]
+    grades = dict(zip(graded["label"], graded["genant_grade"].astype(int), strict=True))
+    return {k: v for k, v in spine.items() if k != "definitions"}, points, grades
 
 
 def _write_subject_qc(
@@ -206,10 +211,14 @@ def _write_subject_qc(
     spacing_mm: tuple[float, float, float],
     summary: Mapping[str, Any],
     seg: Path,
+    landmarks: Mapping[str, np.ndarray] | None = None,
+    grades: Mapping[str, int] | None = None,
 ) -> None:
     """``qc.png``: the mid-sagittal overlay on the image slice the segment job stored while
     it had the image in memory (``seg/<subject>.qc.npz``); without that file (batches of
-    older runs) the image is decoded here, and without a readable image the mask alone."""
+    older runs) the image is decoded here, and without a readable image the mask alone.
+    ``landmarks``: the measured bodies' points (mm), drawn as heights and endplates;
+    ``grades``: Genant grades, shown beside the names of fractured bodies."""
     from spinecensus.census import subject_qc
     from spinecensus.io import load_scan
 
@@ -228,6 +237,8 @@ def _write_subject_qc(
         image=img,
         title=f"{subject}: {summary.get('transitional_status', '?')}",
         qc_slice=qc_slice,
+        landmarks=landmarks,
+        grades=grades,
     )
 
 
@@ -330,12 +341,14 @@ def analyse(
         inst, names = _write_instances_and_labels(analysis, sem, sem_path, out, gzip_level)
         tables.write_subject_structures(subject, analysis.structures, out / "structures.parquet")
         t1 = time.perf_counter()
-        alignment = _write_morphometrics(out, subject, inst, names, sem.spacing_mm)
+        alignment, points, grades = _write_morphometrics(out, subject, inst, names, sem.spacing_mm)
         measure_s = time.perf_counter() - t1
         summary = dict(analysis.summary)
         summary.update(base, status="ok", alignment=alignment)
         if qc_png:
-            _write_subject_qc(out, subject, image, inst, names, sem.spacing_mm, summary, seg)
+            _write_subject_qc(
+                out, subject, image, inst, names, sem.spacing_mm, summary, seg, points, grades
+            )
     except (_Failed, InputError) as exc:  # a subject's bad input; anything else fails the job
         summary = _record_failure(out, subject, exc, base, qc_png)
     summary["seconds"] = time.perf_counter() - t_start

@@ -3,7 +3,9 @@
 * :func:`prevalence_png` — recovered prevalence with Wilson 95 % CIs per status and stratum;
   for synthetic cohorts the planted rate and the cohort's true rate beside it.
 * :func:`volumes_png` — volume (mm³) by level, one box per vertebra/disc label.
-* :func:`cohort_qc` — both, from ``prevalence.parquet`` and ``structures.parquet``.
+* :func:`cohort_qc` — both, from ``prevalence.parquet`` and ``structures.parquet``, and the
+  morphometrics curves by age band
+  (:func:`spinecensus.census.morphometrics_figures.morphometrics_curves`).
 
 matplotlib is imported inside the functions with the non-interactive Agg backend.
 """
@@ -126,8 +128,11 @@ def cohort_qc(
     tables_dir: str | os.PathLike[str],
     prevalence_path: str | os.PathLike[str],
     volumes_path: str | os.PathLike[str],
+    morphometrics_path: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Both cohort figures from ``tables_dir/{prevalence,structures}.parquet``.
+    """Both cohort figures from ``tables_dir/{prevalence,structures}.parquet``, and with
+    ``morphometrics_path`` the per-level curves by age band (from ``morphometrics``,
+    ``subjects`` and ``reference`` ``.parquet``).
 
     The planted rates (synthetic cohorts) come from the tables' ``spinecensus.planted``
     metadata written by the aggregate step.
@@ -145,3 +150,7 @@ def cohort_qc(
     prevalence_png(prev, prevalence_path, planted)
     st = pq.read_table(tdir / "structures.parquet", columns=["label", "kind", "volume_mm3"])
     volumes_png(st.to_pandas(), volumes_path)
+    if morphometrics_path is not None:
+        from spinecensus.census.morphometrics_figures import morphometrics_curves
+
+        morphometrics_curves(tdir, morphometrics_path)

@@ -116,7 +116,7 @@ def _cmd_synth(a: argparse.Namespace) -> int:
 
 
 def _cmd_cohort_qc(a: argparse.Namespace) -> int:
-    cohort_qc(a.tables, a.prevalence_png, a.volumes_png)
+    cohort_qc(a.tables, a.prevalence_png, a.volumes_png, a.morphometrics_png)
     return 0
 
 
@@ -202,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tables", required=True)
     s.add_argument("--prevalence-png", required=True)
     s.add_argument("--volumes-png", required=True)
+    s.add_argument("--morphometrics-png", help="per-level height and DHI curves by age band")
     s.set_defaults(func=_cmd_cohort_qc)
     s = sub.add_parser("failure-guard", help="fail the run when too many subjects failed")
     s.add_argument("--tables", required=True)

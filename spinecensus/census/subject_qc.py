@@ -1,7 +1,8 @@
 """Per-subject QC pictures: the labeled mid-sagittal slice, or a card for a failed subject.
 
 * :func:`subject_png` — the mid-sagittal slice (canonical ``[slice, SI, AP]`` order, head at
-  the top, anterior on the left) with the labeled instance overlay and structure names.
+  the top, anterior on the left) with the labeled instance overlay and structure names, and
+  each measured body's heights and endplate lines (:func:`draw_landmarks`).
 * :func:`failure_png` — a card naming the failed rule and the error (so a QC browser shows
   failures in place).
 
@@ -18,9 +19,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
+from spinecensus.anatomy.labels import is_vertebra
 from spinecensus.census.pyplot_png import pyplot, save_png
 from spinecensus.io import atomic_path
 
@@ -96,6 +99,58 @@ def _centroids(
     return r_mean, c_mean, (cnt > 0) | missing
 
 
+#: colour (RGB) of the measured heights (anterior, middle, posterior) on the QC picture,
+#: and of the endplate lines: pure cyan and magenta, which the grey-and-palette blend of
+#: the overlay never produces
+HEIGHT_RGB = (0, 255, 255)
+ENDPLATE_RGB = (255, 0, 255)
+#: colour of the name of a body with a Genant grade of 1 or more
+FRACTURE_RGB = (255, 64, 64)
+#: (from, to) indices into the six points of
+#: :data:`spinecensus.measure.heights.POINTS`: the heights, then the endplates
+_HEIGHT_SEGMENTS = ((0, 2), (4, 5), (1, 3))
+_ENDPLATE_SEGMENTS = ((0, 1), (2, 3))
+
+
+def landmark_pixels(
+    landmarks: Mapping[str, np.ndarray],
+    spacing_mm: tuple[float, float, float],
+    origin_px: tuple[float, float],
+    px_per_voxel: tuple[float, float],
+) -> dict[str, np.ndarray]:
+    """Each structure's six points (mm, canonical axes; (6, 3)) as (6, 2) ``(x, y)`` pixels
+    of the picture: the left-right coordinate is dropped (orthogonal projection onto the
+    displayed slice), row and column go to ``y`` and ``x`` with ``origin_px`` the page
+    position of the slice's corner and ``px_per_voxel`` the (row, column) scale."""
+    names = list(landmarks)
+    if not names:
+        return {}
+    mm = np.stack([np.asarray(landmarks[n], dtype=float) for n in names])  # (M, 6, 3)
+    sp = np.asarray(spacing_mm, dtype=float)
+    # voxel centre i sits at i * spacing mm and is drawn at pixel (i + 0.5) * scale
+    y = origin_px[1] + (mm[..., 1] / sp[1] + 0.5) * px_per_voxel[0]
+    x = origin_px[0] + (mm[..., 2] / sp[2] + 0.5) * px_per_voxel[1]
+    xy = np.stack([x, y], axis=-1)
+    return dict(zip(names, xy, strict=True))
+
+
+def draw_landmarks(draw: Any, pixels: Mapping[str, np.ndarray]) -> int:
+    """Draw each vertebral body's anterior, middle and posterior heights
+    (:data:`HEIGHT_RGB`) and its superior and inferior endplate lines (:data:`ENDPLATE_RGB`)
+    between its points in pixels (:func:`landmark_pixels`) on a Pillow ``ImageDraw``;
+    discs are not drawn (their heights are the gaps between the bodies' endplates).
+    Returns the number of bodies drawn."""
+    drawn = 0
+    for name, xy in pixels.items():
+        if not is_vertebra(name) or not np.isfinite(xy).all():
+            continue
+        for segments, rgb in ((_ENDPLATE_SEGMENTS, ENDPLATE_RGB), (_HEIGHT_SEGMENTS, HEIGHT_RGB)):
+            for i, j in segments:
+                draw.line([tuple(xy[i]), tuple(xy[j])], fill=rgb, width=1)
+        drawn += 1
+    return drawn
+
+
 def subject_png(
     path: str | os.PathLike[str],
     instances: np.ndarray,
@@ -105,8 +160,11 @@ def subject_png(
     title: str = "",
     height_px: int = 720,
     qc_slice: tuple[int, np.ndarray] | None = None,
+    landmarks: Mapping[str, np.ndarray] | None = None,
+    grades: Mapping[str, int] | None = None,
 ) -> None:
-    """Mid-sagittal slice with the instance overlay and each structure's name.
+    """Mid-sagittal slice with the instance overlay, each structure's name and, given
+    ``landmarks``, each measured body's heights and endplate lines.
 
     ``instances`` and ``image`` in canonical order; ``qc_slice`` (from
     :func:`read_qc_slice`) replaces ``image`` and the slice choice when it fits the
@@ -116,6 +174,17 @@ def subject_png(
     their projected centroid): vertebrae in white left of the body, discs in yellow right
     of it.  Drawn with Pillow rather than matplotlib: one PNG per subject is written by a
     per-subject job, where importing pyplot alone cost more than the split it illustrates.
+
+    ``landmarks``: structure name -> its six measured points, (6, 3) mm in the canonical
+    axes of ``instances`` (the third item of
+    :func:`spinecensus.measure.morphometrics.measure_subject_with_landmarks`: what the
+    measurement computed, nothing is measured again).  Each body's points lie in its own
+    mid-sagittal plane, which is oblique to the slices (a rotated or scoliotic spine, a
+    body off the displayed slice), so they are drawn projected onto the displayed slice
+    (left-right coordinate dropped): the lines show where the heights were measured in the
+    sagittal view, not where the displayed slice cuts the body.  ``grades``: body name ->
+    Genant grade; a body of grade 1-3 is named in :data:`FRACTURE_RGB` with its grade
+    (``L1 G2``).
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -147,6 +216,9 @@ def subject_png(
     n = int(inst.max(initial=0)) + 1
     r_mean, c_mean, shown = _centroids(inst, sl, n)
     sy, sx = out_h / h, out_w / w
+    if landmarks:  # under the names, so the text stays legible
+        pixels = landmark_pixels(landmarks, spacing_mm, (margin_l, margin_t), (sy, sx))
+        draw_landmarks(draw, pixels)
     for iid, name in sorted(id_to_name.items()):
         iid = int(iid)
         if not (0 < iid < n and shown[iid]):
@@ -156,7 +228,9 @@ def subject_png(
         if "-" in name:  # disc: yellow, to the right of the column
             draw.text((x + 0.18 * out_w, y), name, fill=(255, 255, 0), font=font, anchor="lm")
         else:
-            draw.text((x - 0.05 * out_w, y), name, fill=(255, 255, 255), font=font, anchor="rm")
+            grade = int((grades or {}).get(name) or 0)
+            text, fill = (f"{name} G{grade}", FRACTURE_RGB) if grade > 0 else (name, (255,) * 3)
+            draw.text((x - 0.05 * out_w, y), text, fill=fill, font=font, anchor="rm")
     draw.text((4, 4), f"{title}  (slice {k})", fill=(255, 255, 255), font=font)
     with atomic_path(path) as tmp:
         # zlib level 1: ~4x faster to encode than Pillow's default 6, files ~10-20 % larger

@@ -64,6 +64,16 @@ REFINEMENTS = 1
 #: heights are corner-to-corner distances, insensitive to a small residual turn)
 ANGLE_TOL_DEG = 2.0
 MAX_ITERATIONS = 5
+#: the six points of :attr:`Outlines.points`: the corners (endplate x wall), then the ends
+#: of the middle height
+POINTS = (
+    "superior_anterior",
+    "superior_posterior",
+    "inferior_anterior",
+    "inferior_posterior",
+    "middle_superior",
+    "middle_inferior",
+)
 #: sampling step on the plane, in in-plane voxels (the boundary crossing is interpolated
 #: between samples, so one voxel keeps it sub-voxel; clipped to 0.2-1.5 mm)
 STEP_VOXELS = 1.0
@@ -79,6 +89,8 @@ class Outlines:
     depth: np.ndarray
     slope_superior: np.ndarray
     slope_inferior: np.ndarray
+    #: (N, 6, 2) the six points ``(a, s)`` in the frame, in the order of :data:`POINTS`
+    points: np.ndarray
 
     @property
     def ok(self) -> np.ndarray:
@@ -219,7 +231,27 @@ def outlines(values: np.ndarray, a: np.ndarray, s: np.ndarray) -> Outlines:
     h_ant, h_post = (np.linalg.norm(_corner(w, inf) - _corner(w, sup), axis=1) for w in walls)
     bad = ~(depth > 2 * (a[:, 1] - a[:, 0]))
     h_ant, h_mid, h_post, depth = (np.where(bad, np.nan, x) for x in (h_ant, h_mid, h_post, depth))
-    return Outlines(h_ant, h_mid, h_post, depth, sup[0], inf[0])
+    mids = (np.where(mid, top, np.nan), np.where(mid, bottom, np.nan))
+    points = _points(walls, sup, inf, a0 + 0.5 * depth, mids)
+    points[bad] = np.nan
+    return Outlines(h_ant, h_mid, h_post, depth, sup[0], inf[0], points)
+
+
+def _points(
+    walls: tuple[tuple[np.ndarray, ...], ...],
+    sup: tuple[np.ndarray, ...],
+    inf: tuple[np.ndarray, ...],
+    a_mid: np.ndarray,
+    central: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """(N, 6, 2) the :data:`POINTS` ``(a, s)`` in the frame, mm: the four corners, and the
+    middle height's ends at mid-depth ``a_mid`` (``s`` the mean of the superior and of the
+    inferior boundary ``central`` (N, n), NaN outside the central band), for drawing
+    (:mod:`spinecensus.census.subject_qc`)."""
+    with _quiet():
+        mids = [np.stack([a_mid, np.nanmean(x, axis=1)], axis=1) for x in central]
+    corners = [_corner(w, plate) for plate in (sup, inf) for w in walls]
+    return np.stack([*corners, *mids], axis=1)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -244,7 +276,8 @@ def measure_structures(
     step = float(np.clip(STEP_VOXELS * min(sp[1], sp[2]), 0.2, 1.5))
     margin = float(max(sp[1], sp[2])) + 2 * step
     n = ids.size
-    cols = {k: np.full(n, np.nan) for k in Outlines.__dataclass_fields__}
+    cols = {k: np.full((n, len(POINTS), 2) if k == "points" else n, np.nan)
+            for k in Outlines.__dataclass_fields__}  # fmt: skip
     todo = np.arange(n)
     for it in range(MAX_ITERATIONS):
         sub = _take(frames, todo)

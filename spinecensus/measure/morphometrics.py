@@ -2,7 +2,9 @@
 height index, sagittal alignment; the table and JSON that ``spinecensus measure`` writes.
 
 Entry point :func:`measure_subject` (instances in canonical order, ``{id: name}``, spacing
-in mm in canonical axis order) -> one row per named structure and the alignment dict.
+in mm in canonical axis order) -> one row per named structure and the alignment dict;
+:func:`measure_subject_with_landmarks` also returns the six points of each measured
+outline (for the QC picture).
 Lengths mm, angles degrees, ratios dimensionless; the definitions are in the modules:
 :mod:`~spinecensus.measure.midsagittal` (each structure's own mid-sagittal plane),
 :mod:`~spinecensus.measure.heights` (heights, depth, endplate lines),
@@ -117,7 +119,9 @@ def _truncated(
 
 class Measured(NamedTuple):
     """One structure's outline (mm), endplate directions (unit 3-vectors, canonical mm
-    axes, posterior-pointing) and wedge angle (degrees)."""
+    axes, posterior-pointing), wedge angle (degrees) and its six points
+    (:data:`~spinecensus.measure.heights.POINTS`, (6, 3) mm in canonical axes: voxel
+    index x spacing of the whole volume)."""
 
     height_anterior: float
     height_middle: float
@@ -126,6 +130,7 @@ class Measured(NamedTuple):
     superior_dir: np.ndarray
     inferior_dir: np.ndarray
     wedge_deg: float
+    points_mm: np.ndarray
 
 
 def _hints(
@@ -179,6 +184,9 @@ def _geometries(
     hint = _hints(todo, ids[big], initial_frames(m).si, m.centroid)
     g = measure_structures(inst, ids[big], m, sp, hint)
     o = g.outlines
+    f = g.frames  # the points (a, s) of each final frame -> mm of the whole volume
+    pts = f.centre[:, None] + o.points[..., :1] * f.ap[:, None] + o.points[..., 1:] * f.si[:, None]
+    pts += np.asarray(offset) * sp
     for k in np.flatnonzero(o.ok):
         geo[todo[k]] = Measured(
             float(o.height_anterior[k]),
@@ -188,6 +196,7 @@ def _geometries(
             g.superior_dir[k],
             g.inferior_dir[k],
             float(g.wedge_deg[k]),
+            pts[k],
         )
     return geo, cut, present
 
@@ -311,11 +320,32 @@ def measure_subject(
         measure does not apply or could not be made), and the dict of
         :func:`spinecensus.measure.alignment.spine_alignment`.
     """
+    table, spine, _points = measure_subject_with_landmarks(instances, labels, spacing)
+    return table, spine
+
+
+def measure_subject_with_landmarks(
+    instances: np.ndarray,
+    labels: Mapping[int, str] | Mapping[str, str],
+    spacing: tuple[float, float, float],
+) -> tuple[pd.DataFrame, dict[str, Any], dict[str, np.ndarray]]:
+    """:func:`measure_subject` and the points its heights were measured between.
+
+    The third item maps each measured structure's name (bodies and discs whose outline
+    was traced) to a (6, 3) array: the points of
+    :data:`~spinecensus.measure.heights.POINTS` (superior-anterior, superior-posterior,
+    inferior-anterior and inferior-posterior corners, then the superior and inferior
+    ends of the middle height), in mm along the canonical axes of
+    ``instances`` (``voxel index x spacing``; divide by ``spacing`` for voxel
+    coordinates).  They lie in the structure's own mid-sagittal plane, which is oblique
+    to the slices in general.  Costs nothing beyond the measurement.
+    """
     inst = np.asarray(instances)
     if not np.issubdtype(inst.dtype, np.integer):
         raise TypeError(f"instances must be an integer array, got {inst.dtype}")
     sp = np.asarray(spacing, dtype=float)
     geo, cut, present = _geometries(inst, _id_names(labels), sp)
+    points = {n: g.points_mm for n, g in geo.items() if g is not None}
     tilts = _tilts(geo)
     order = sorted(present, key=present.__getitem__)
     rows = [_row(n, present[n], cut[n], geo[n], tilts.get(n, (math.nan, math.nan))) for n in order]
@@ -325,9 +355,9 @@ def measure_subject(
     if not rows:
         empty = {c: np.array([]) for c, _t, _u in COLUMNS}
         empty["genant_grade"] = pd.array([], dtype="Int8")
-        return _frame(empty), spine
+        return _frame(empty), spine, points
     min_height = MIN_HEIGHT_VOXELS * float(max(sp[1], sp[2]))
-    return _table(rows, segments, min_height), spine
+    return _table(rows, segments, min_height), spine, points
 
 
 def write_measurements(

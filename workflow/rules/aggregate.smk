@@ -58,6 +58,9 @@ rule cohort_qc:
     input:
         prevalence=rules.aggregate.output.prevalence,
         structures=rules.aggregate.output.structures,
+        subjects=rules.aggregate.output.subjects,
+        morphometrics=rules.aggregate.output.morphometrics,
+        reference=rules.aggregate.output.reference,
     output:
         prevalence=report(
             f"{RESULTS}/qc/prevalence.png",
@@ -67,6 +70,11 @@ rule cohort_qc:
         volumes=report(
             f"{RESULTS}/qc/volumes.png",
             caption="../report/volumes.rst",
+            category="Cohort",
+        ),
+        morphometrics=report(
+            f"{RESULTS}/qc/morphometrics_curves.png",
+            caption="../report/morphometrics.rst",
             category="Cohort",
         ),
     log:
@@ -83,7 +91,8 @@ rule cohort_qc:
         tables=lambda wildcards, input: os.path.dirname(input.prevalence),
     shell:
         "python -m spinecensus.census cohort-qc --tables {params.tables:q} "
-        "--prevalence-png {output.prevalence:q} --volumes-png {output.volumes:q} > {log:q} 2>&1"
+        "--prevalence-png {output.prevalence:q} --volumes-png {output.volumes:q} "
+        "--morphometrics-png {output.morphometrics:q} > {log:q} 2>&1"
 
 
 rule failure_guard:
