@@ -51,6 +51,12 @@ class RealRunConfig:
     n_synthetic: int = 8
     n_synthetic_eval: int = 3
     synthetic_preset: str = "default"
+    #: appearances of the mixed-in synthetic subjects, cycled over their seeds
+    #: (``spinecensus.synthetic.appearance.APPEARANCES``): ``["default"]`` = the demo's fixed
+    #: T2 rendering (every run before issue 20); ``["default", "randomised"]`` = every second
+    #: subject rendered with a random contrast from its tissue label map (SynthSeg's idea),
+    #: so the model learns shape, not one contrast, and still sees the demo's rendering
+    synthetic_appearances: list[str] = field(default_factory=lambda: ["default"])
     #: weights a "pretrained" variant starts from ("" = the shipped default weights)
     pretrained: str = ""
     #: share of real volumes in the mixed variants' batches (None = the variant's own, 0.75)
@@ -106,14 +112,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def synthetic_subject(cfg: RealRunConfig, seed: int) -> Any:
-    """The seeded synthetic subject ``seed`` of the run's ``synthetic_preset`` (canonical
-    order, exact semantic ground truth)."""
+def synthetic_subject(cfg: RealRunConfig, seed: int, appearance: str = "default") -> Any:
+    """The seeded synthetic subject ``seed`` of the run's ``synthetic_preset`` rendered in
+    ``appearance`` (canonical order, exact semantic ground truth)."""
+    from dataclasses import replace
+
     from spinecensus import synthetic
 
-    return synthetic.generate_subject(
-        seed, config=synthetic.SyntheticConfig.preset(cfg.synthetic_preset)
-    )
+    config = replace(synthetic.SyntheticConfig.preset(cfg.synthetic_preset), appearance=appearance)
+    return synthetic.generate_subject(seed, config=config)
+
+
+def synthetic_appearance(cfg: RealRunConfig, i: int) -> str:
+    """The appearance of the run's ``i``-th mixed-in synthetic subject (cycled)."""
+    names = list(cfg.synthetic_appearances) or ["default"]
+    return str(names[i % len(names)])
 
 
 def load_real_split(cfg: RealRunConfig) -> tuple[list[LoadedSample], list[LoadedSample]]:
@@ -156,5 +169,6 @@ __all__ = [
     "RealRunConfig",
     "base_spec",
     "load_real_split",
+    "synthetic_appearance",
     "synthetic_subject",
 ]

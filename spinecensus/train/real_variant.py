@@ -30,6 +30,7 @@ from spinecensus.train.real_run_config import (
     RealRunConfig,
     base_spec,
     load_real_split,
+    synthetic_appearance,
     synthetic_subject,
 )
 from spinecensus.train.real_train_loop import TrainConfig, train_partial
@@ -108,12 +109,13 @@ def _real_volumes(
 def _synthetic_volumes(cfg: RealRunConfig, seeds: list[int], spec: ModelSpec) -> list[TrainVolume]:
     """The seeded synthetic subjects mixed in, fully labelled, on the network grid."""
     synth: list[TrainVolume] = []
-    for sd in seeds:
-        sub = synthetic_subject(cfg, sd)
+    for i, sd in enumerate(seeds):
+        look = synthetic_appearance(cfg, i)
+        sub = synthetic_subject(cfg, sd, look)
         synth.append(
             prepare_volume(
                 sub.image, full_codes(sub.semantic), sub.spacing_mm, spec,
-                f"synthetic_{sd}", "synthetic",
+                f"synthetic_{sd}_{look}", "synthetic",
             )
         )  # fmt: skip
     return synth
@@ -181,6 +183,7 @@ def _training_record(
         "fold": cfg.fold,
         "synthetic_seeds": synthetic_seeds,
         "synthetic_preset": cfg.synthetic_preset if synthetic_seeds else None,
+        "synthetic_appearances": list(cfg.synthetic_appearances) if synthetic_seeds else None,
         "real_fraction": tcfg.batch.real_fraction,
         "fill_between_levels": cfg.fill_between_levels,
         "disc_fill_margin_mm": cfg.disc_fill_margin_mm,

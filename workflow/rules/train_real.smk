@@ -23,6 +23,8 @@
 #   variants: [real_only, scratch_mixed, pretrained_mixed]   # see real_run_config.VARIANTS
 #   pretrained: ""         # weights the pretrained variant starts from ("" = shipped default)
 #   # overrides: steps, lr, finetune_lr, n_synthetic, n_synthetic_eval, synthetic_preset,
+#   #   synthetic_appearances ([default]: the mixed-in synthetic subjects' appearances,
+#   #   cycled; [default, randomised] = every second one a random contrast, issue 20),
 #   #   real_fraction, max_seconds (wall-clock budget per variant, s),
 #   #   fill_between_levels (true: the gap between annotated bodies is taught as disc),
 #   #   disc_fill_margin_mm (2: that gap less 2 mm of endplate next to each body),
