@@ -31,6 +31,7 @@ def _morpho(values: dict[str, list[float]], label: str = "L1", iid: int = 40) ->
             cols[name] = np.full(n, np.nan)
     cols["height_anterior_mm"] = [values[s][0] for s in subjects]
     cols["deformity"] = [None] * n
+    cols["measure_flag"] = [None] * n
     cols["genant_grade"] = pa.array([0] * n, pa.int8())
     arrays = [pa.array(cols[f.name], f.type) for f in mt.SUBJECT_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=mt.SUBJECT_SCHEMA)

@@ -12,6 +12,8 @@ Module map:
   Built from ``midsagittal`` (each structure's own mid-sagittal plane and the instance
   sampled on it), ``heights`` (six-point heights, depth and endplate lines on that plane),
   ``genant`` (wedge / biconcavity / crush ratios, Genant 1993 grade), ``disc_height``
-  (Farfan's disc height index) and ``alignment`` (Cobb angles from endplate tilts).
+  (Farfan's disc height index), ``alignment`` (Cobb angles from endplate tilts) and
+  ``plausibility`` (outlines withheld as inconsistent with themselves or their neighbours,
+  reason in ``measure_flag``; the disc axes a body's first frame may start from).
 * ``cli``: ``spinecensus measure INSTANCES.nii.gz LABELS.json --out DIR``.
 """

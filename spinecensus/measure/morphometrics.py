@@ -21,7 +21,8 @@ below a visible remnant disc); the superior endplate of S1 is taken from
 the inferior boundary of the disc above it, and any endplate of an unmeasured body from
 the adjacent disc's boundary (the same surface).  A structure that touches the volume's
 superior/inferior or anterior/posterior border is cut by the field of view: ``truncated``
-is true and it is not measured.  Unnamed instances get no row.
+is true and it is not measured.  Unnamed instances get no row.  An outline that fails the
+checks of :mod:`~spinecensus.measure.plausibility` is withheld (NaN), why in ``measure_flag``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from scipy import ndimage
 
 from spinecensus.anatomy import labels as anatomy
 from spinecensus.io import atomic_path, write_json
-from spinecensus.measure import alignment, disc_height, genant
+from spinecensus.measure import alignment, disc_height, genant, plausibility
 from spinecensus.measure.heights import measure_structures
 from spinecensus.measure.midsagittal import initial_frames, moments
 
@@ -67,6 +68,7 @@ COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("genant_grade", pa.int8(), ""),
     ("disc_height_index", pa.float64(), "1"),
     ("disc_wedge_deg", pa.float64(), "degree"),
+    ("measure_flag", pa.string(), ""),
 )
 UNITS: dict[str, str] = {name: unit for name, _t, unit in COLUMNS}
 #: schema metadata key of the column -> unit map (JSON); each field also has ``unit``
@@ -84,6 +86,7 @@ PANDAS_DTYPES = {
     "truncated": "bool",
     "deformity": "object",
     "genant_grade": "Int8",
+    "measure_flag": "object",
 }
 #: no Genant grade for a body fewer in-plane voxels high than this: its heights are known
 #: to about half a voxel each, and the grades are 5 % apart (20 / 25 %)
@@ -134,24 +137,27 @@ class Measured(NamedTuple):
 
 
 def _hints(
-    names: list[str], ids: np.ndarray, frames_si: np.ndarray, centroid: np.ndarray
-) -> np.ndarray:
+    names: list[str], ids: np.ndarray, frames_si: np.ndarray, centroid: np.ndarray,
+    weight: np.ndarray,
+) -> np.ndarray:  # fmt: skip
     """(N, 3) first guesses of the bodies' inferior axes; NaN rows for the rest.
 
     The mean of the adjacent discs' principal axes (a disc's thin shape fixes its axis
-    well); without a disc (masks of bodies only), the chord between the centroids of the
-    adjacent bodies (ids at most 2 apart), the local direction of the column."""
-    by_vertebra: dict[str, list[np.ndarray]] = {}
-    for n, si in zip(names, frames_si, strict=True):
-        if anatomy.is_disc(n):
+    well) that agree with the flattest one's (``weight``;
+    :func:`~spinecensus.measure.plausibility.disc_axes_hint`); without a disc (masks of
+    bodies only), the chord between the centroids of the adjacent bodies (ids at most 2
+    apart), the local direction of the column."""
+    by_vertebra: dict[str, list[tuple[np.ndarray, float]]] = {}
+    for n, si, w in zip(names, frames_si, weight, strict=True):
+        if anatomy.is_disc(n) and w > 0:
             for v in n.split("-"):
-                by_vertebra.setdefault(v, []).append(si)
+                by_vertebra.setdefault(v, []).append((si, w))
     hint = np.full((len(names), 3), np.nan)
     bodies = sorted((int(i), k) for k, (n, i) in enumerate(zip(names, ids, strict=True))
                     if anatomy.is_vertebra(n))  # fmt: skip
     for j, (iid, k) in enumerate(bodies):
         if names[k] in by_vertebra:
-            hint[k] = np.mean(by_vertebra[names[k]], axis=0)
+            hint[k] = plausibility.disc_axes_hint(*zip(*by_vertebra[names[k]], strict=True))
             continue
         up = bodies[j - 1] if j > 0 and iid - bodies[j - 1][0] <= 2 else (iid, k)
         down = bodies[j + 1] if j + 1 < len(bodies) and bodies[j + 1][0] - iid <= 2 else (iid, k)
@@ -162,9 +168,11 @@ def _hints(
 
 def _geometries(
     inst: np.ndarray, names: dict[int, str], sp: np.ndarray
-) -> tuple[dict[str, Measured | None], dict[str, bool], dict[str, int]]:
+) -> tuple[dict[str, Measured | None], dict[str, bool], dict[str, int], dict[str, str]]:
     """Measure every named, untruncated disc and free body, all in one batch (on the view
-    of the volume's foreground rows and columns: lengths and angles do not depend on it)."""
+    of the volume's foreground rows and columns: lengths and angles do not depend on it).
+    The last item: why a structure that was to be measured has no outline (too small, not
+    traced, or withheld by :func:`spinecensus.measure.plausibility.withheld`)."""
     full_shape = inst.shape
     inst, offset = _foreground_view(inst)
     boxes = ndimage.find_objects(inst)
@@ -173,21 +181,28 @@ def _geometries(
     geo: dict[str, Measured | None] = {n: None for n in present}
     todo = [n for n in present if not cut[n] and (anatomy.is_disc(n) or genant.is_gradable(n))]
     if not todo:
-        return geo, cut, present
+        return geo, cut, present, {}
     ids = np.array([present[n] for n in todo])
     m = moments(inst, ids, boxes, sp)
     big = m.count >= MIN_VOXELS
+    flags = {n: plausibility.TOO_SMALL for n, b in zip(todo, big, strict=True) if not b}
     todo = [n for n, b in zip(todo, big, strict=True) if b]
     if not todo:
-        return geo, cut, present
+        return geo, cut, present, flags
     m = m.take(big)
-    hint = _hints(todo, ids[big], initial_frames(m).si, m.centroid)
-    g = measure_structures(inst, ids[big], m, sp, hint)
+    first = initial_frames(m)
+    weight = plausibility.disc_axis_weights(m, first)
+    g = measure_structures(
+        inst, ids[big], m, sp, _hints(todo, ids[big], first.si, m.centroid, weight)
+    )
     o = g.outlines
     f = g.frames  # the points (a, s) of each final frame -> mm of the whole volume
     pts = f.centre[:, None] + o.points[..., :1] * f.ap[:, None] + o.points[..., 1:] * f.si[:, None]
     pts += np.asarray(offset) * sp
-    for k in np.flatnonzero(o.ok):
+    why = plausibility.withheld(ids[big], np.array([anatomy.is_disc(n) for n in todo]), f, o)
+    why[~o.ok] = plausibility.NOT_TRACED
+    flags.update({todo[k]: str(why[k]) for k in range(len(todo)) if why[k] is not None})
+    for k in np.flatnonzero([w is None for w in why]):
         geo[todo[k]] = Measured(
             float(o.height_anterior[k]),
             float(o.height_middle[k]),
@@ -198,7 +213,7 @@ def _geometries(
             float(g.wedge_deg[k]),
             pts[k],
         )
-    return geo, cut, present
+    return geo, cut, present, flags
 
 
 def adjacent_vertebrae(present: Mapping[str, int]) -> list[tuple[str, str, str]]:
@@ -238,7 +253,9 @@ def _tilts(geo: Mapping[str, Measured | None]) -> dict[str, tuple[float, float]]
     return out
 
 
-def _row(name: str, iid: int, cut: bool, o: Measured | None, tilt: tuple[float, float]):
+def _row(
+    name: str, iid: int, cut: bool, o: Measured | None, tilt: tuple[float, float], flag: str | None
+):
     disc = anatomy.is_disc(name)
     return {
         "label": name,
@@ -253,6 +270,7 @@ def _row(name: str, iid: int, cut: bool, o: Measured | None, tilt: tuple[float, 
         "endplate_inferior_deg": tilt[1],
         "body_wedge_deg": o.wedge_deg if o is not None and not disc else math.nan,
         "disc_wedge_deg": o.wedge_deg if o is not None and disc else math.nan,
+        "measure_flag": flag,
     }
 
 
@@ -344,14 +362,16 @@ def measure_subject_with_landmarks(
     if not np.issubdtype(inst.dtype, np.integer):
         raise TypeError(f"instances must be an integer array, got {inst.dtype}")
     sp = np.asarray(spacing, dtype=float)
-    geo, cut, present = _geometries(inst, _id_names(labels), sp)
+    geo, cut, present, flags = _geometries(inst, _id_names(labels), sp)
     points = {n: g.points_mm for n, g in geo.items() if g is not None}
     tilts = _tilts(geo)
     order = sorted(present, key=present.__getitem__)
-    rows = [_row(n, present[n], cut[n], geo[n], tilts.get(n, (math.nan, math.nan))) for n in order]
+    nan2 = (math.nan, math.nan)
+    rows = [_row(n, present[n], cut[n], geo[n], tilts.get(n, nan2), flags.get(n)) for n in order]
     segments = adjacent_vertebrae(present)
     vert_tilts = {n: t for n, t in tilts.items() if anatomy.is_vertebra(n)}
     spine = alignment.spine_alignment(vert_tilts, segments)
+    spine["withheld"] = plausibility.alignment_withheld(spine, vert_tilts, segments, flags)
     if not rows:
         empty = {c: np.array([]) for c, _t, _u in COLUMNS}
         empty["genant_grade"] = pd.array([], dtype="Int8")
