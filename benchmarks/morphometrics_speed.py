@@ -1,19 +1,25 @@
-"""What measuring morphometrics would add to the ``analyse`` job (synthetic).
+"""What measuring morphometrics adds to the ``analyse`` batch job (synthetic).
 
-Per subject: the ``analyse`` job's own work in-process (``analyse_job.analyse``: split,
-label, volumes, NIfTI and JSON outputs, QC PNG) and ``morphometrics.measure_subject`` on
-the instances and labels that job wrote, CPU time (``time.process_time``, one thread) and
-wall time, best of ``--repeat`` for the measurement; and, with ``--process``, the wall time
-of the whole job as the workflow runs it (``python -m spinecensus.census analyse``: a fresh
-interpreter, imports included).  The first subject warms the imports and is not counted.
+The batch job as the workflow runs it, in this process: ``analyse_batch.analyse_batch`` on
+the first ``--subjects`` subjects of the demo cohort (``--cohort-seed`` 2023, default
+preset, no variants: ``config.yaml``'s ``synthetic`` block), their ground-truth semantic
+masks standing in for the segmentation and their images drawn in the QC pictures.  Each
+subject's ``summary.json`` records the analysis's wall time (``seconds``: split, label,
+volumes, NIfTI and Parquet outputs, morphometrics, QC picture) and the part of it spent
+measuring (``measure_s``, :func:`spinecensus.census.analyse_job.analyse`); the ratio
+``sum(measure_s) / sum(seconds - measure_s)`` is what measuring adds to the job, both
+from the same run.  A first subject, not counted, warms the imports (the job's first
+subject pays them: ``--import-s`` reports how long importing the measuring modules takes
+in a fresh interpreter).
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/morphometrics_speed.py --preset
-default --seeds 11 12 13 [--process]``.  Every number is **synthetic**.
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/morphometrics_speed.py --subjects 30``
+(~1 min).  Every number is **synthetic**, on a machine shared with other jobs unless said.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -23,82 +29,77 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from spinecensus.census.analyse_job import analyse
-from spinecensus.io import load_mask
-from spinecensus.measure.cli import read_labels
-from spinecensus.measure.morphometrics import measure_subject
-from spinecensus.synthetic import SyntheticConfig, generate_subject
+from spinecensus.census.analyse_batch import analyse_batch
+from spinecensus.synthetic.cohort import cohort_subject, subject_id
+from spinecensus.synthetic.config import SyntheticConfig
 
 
-def _timed(fn):
-    c0, w0 = time.process_time(), time.perf_counter()
-    out = fn()
-    return out, time.process_time() - c0, time.perf_counter() - w0
-
-
-def _one(seed: int, cfg: SyntheticConfig, root: Path, repeat: int, process: bool) -> dict:
-    subject = f"S{seed}"
-    s = generate_subject(seed, "normal", cfg, subject=subject)
-    img, sem, _inst = s.to_nifti()
-    seg, out = root / f"seg{seed}", root / f"out{seed}"
+def _write_inputs(seed: int, indices: range, root: Path) -> tuple[list[str], list[str], Path]:
+    """Ground-truth semantic masks as the segment job's outputs, and the images."""
+    seg = root / "seg"
     seg.mkdir()
-    nib.save(sem, seg / f"{subject}.nii.gz")
-    nib.save(img, root / f"{subject}_img.nii.gz")
-    image = str(root / f"{subject}_img.nii.gz")
-    summary, a_cpu, a_wall = _timed(lambda: analyse(subject, seg, out, image=image))
-    if summary.get("status") != "ok":
-        raise RuntimeError(f"{subject}: analyse failed: {summary.get('error')}")
-    scan = load_mask(out / "instances.nii.gz")
-    names = read_labels(out / "labels.json")
-    runs = [
-        _timed(lambda: measure_subject(scan.data, names, scan.spacing_mm)) for _ in range(repeat)
-    ]
-    row = {
-        "seed": seed,
-        "shape": scan.data.shape,
-        "analyse_cpu": a_cpu,
-        "analyse_wall": a_wall,
-        "measure_cpu": min(r[1] for r in runs),
-        "measure_wall": min(r[2] for r in runs),
-    }
-    if process:
-        job_out = str(root / f"job{seed}")
-        cmd = [sys.executable, "-m", "spinecensus.census", "analyse", "--subject", subject,
-               "--seg-dir", str(seg), "--image", image, "--out", job_out]  # fmt: skip
+    subjects, images = [], []
+    cfg = SyntheticConfig.preset("default")
+    for i in indices:
+        sub = cohort_subject(seed, i, config=cfg)
+        img, sem, _inst = sub.to_nifti()
+        name = subject_id(i)
+        nib.save(sem, seg / f"{name}.nii.gz")
+        nib.save(img, root / f"{name}_img.nii.gz")
+        subjects.append(name)
+        images.append(str(root / f"{name}_img.nii.gz"))
+    return subjects, images, seg
+
+
+def _import_seconds() -> float:
+    """Wall time of importing the measuring modules in a fresh interpreter that has
+    already imported what the analyse job imports before them."""
+    code = (
+        "import time, spinecensus.census.analyse_job, spinecensus.census.subject_analysis, "
+        "spinecensus.census.tables; t = time.perf_counter(); "
+        "import spinecensus.measure.morphometrics, spinecensus.census.morphometrics_tables; "
+        "print(time.perf_counter() - t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return float(out.stdout.strip())
+
+
+def run(n: int, seed: int) -> dict[str, object]:
+    """Analyse subjects 1..n of cohort ``seed`` in one batch (subject 0 warms up first)."""
+    with tempfile.TemporaryDirectory() as td:
+        root = Path(td)
+        subjects, images, seg = _write_inputs(seed, range(n + 1), root)
+        out = root / "out"
+        analyse_batch(subjects[:1], seg, out, images[:1])  # imports, caches
         t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
-        row["job_wall"] = time.perf_counter() - t0
-    return row
+        analyse_batch(subjects[1:], seg, out, images[1:])
+        wall = time.perf_counter() - t0
+        rows = [json.loads((out / s / "summary.json").read_text()) for s in subjects[1:]]
+    seconds = np.array([r["seconds"] for r in rows])
+    measure = np.array([r["measure_s"] for r in rows])
+    bad = [r["subject"] for r in rows if r.get("status") != "ok"]
+    return {"n": len(rows), "failed": bad, "batch_wall_s": wall, "seconds": seconds,
+            "measure_s": measure}  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="default", help="synthetic preset: default | tiny")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13])
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--process", action="store_true", help="also time the job as a process")
+    ap.add_argument("--subjects", type=int, default=30, help="subjects in the batch")
+    ap.add_argument("--cohort-seed", type=int, default=2023, help="the demo cohort's seed")
+    ap.add_argument("--import-s", action="store_true", help="also time the imports")
     args = ap.parse_args()
-    cfg = SyntheticConfig.preset(args.preset)
-    with tempfile.TemporaryDirectory() as td:
-        _one(args.seeds[0] + 1000, cfg, Path(td), 1, False)  # warm the imports
-        rows = [_one(seed, cfg, Path(td), args.repeat, args.process) for seed in args.seeds]
-    print(f"preset {args.preset}, synthetic, n={len(rows)} (seeds {args.seeds})")
-    for r in rows:
-        line = (
-            f"seed {r['seed']} {r['shape']}: analyse cpu {r['analyse_cpu']:.3f} s "
-            f"wall {r['analyse_wall']:.3f} s; measure cpu {r['measure_cpu']:.3f} s "
-            f"wall {r['measure_wall']:.3f} s; ratio cpu {r['measure_cpu'] / r['analyse_cpu']:.3f}"
-        )
-        if "job_wall" in r:
-            line += f"; job process wall {r['job_wall']:.2f} s"
-        print(line)
-    m = np.array([r["measure_cpu"] for r in rows])
-    a = np.array([r["analyse_cpu"] for r in rows])
-    print(f"total: measure / analyse CPU = {m.sum() / a.sum():.3f}")
-    if all("job_wall" in r for r in rows):
-        j = np.array([r["job_wall"] for r in rows])
-        print(f"total: measure wall / job process wall = "
-              f"{sum(r['measure_wall'] for r in rows) / j.sum():.3f}")  # fmt: skip
+    r = run(args.subjects, args.cohort_seed)
+    s, m = r["seconds"], r["measure_s"]
+    print(f"demo cohort (seed {args.cohort_seed}, default preset), ground-truth masks, synthetic: "
+          f"subjects 1-{args.subjects} in one analyse_batch call ({r['batch_wall_s']:.1f} s wall; "
+          f"failed: {r['failed'] or 'none'})")  # fmt: skip
+    print(f"per subject: analyse median {1000 * np.median(s):.0f} ms (mean {1000 * s.mean():.0f}), "
+          f"measuring median {1000 * np.median(m):.1f} ms (mean {1000 * m.mean():.1f}, "
+          f"max {1000 * m.max():.1f})")  # fmt: skip
+    print(f"measuring adds {100 * m.sum() / (s - m).sum():.1f} % to the rest of the analysis "
+          f"({100 * m.sum() / s.sum():.1f} % of the analysis time)")  # fmt: skip
+    if args.import_s:
+        print(f"importing the measuring modules after the job's own: {_import_seconds():.3f} s")
 
 
 if __name__ == "__main__":

@@ -174,10 +174,79 @@ def plane_extents(m: Moments, frames: Frames, margin: float) -> np.ndarray:
     )
 
 
+def voxel_coords(
+    centre: np.ndarray, si: np.ndarray, ap: np.ndarray, a: np.ndarray, s: np.ndarray, spacing_mm
+) -> list[np.ndarray]:
+    """Coordinates, in voxels of the padded volume (:func:`padded`), of the points
+    ``centre + s * si + a * ap`` (mm): ``centre``, ``si``, ``ap`` (N, 3), ``a`` (N, ...,
+    n_a) and ``s`` (N, ..., n_s) mm, the ``...`` the same; three float32 arrays (N, ...,
+    n_s, n_a), one per canonical axis (float32: the sampling is memory-bound, and its
+    rounding, 1e-5 voxel, does not matter)."""
+    sp = np.asarray(spacing_mm, dtype=float)
+    extra = (1,) * (a.ndim - 2)
+    out = []
+    for ax in range(3):
+        c = (centre[:, ax] / sp[ax] + 1.0).astype(np.float32).reshape((-1,) + extra + (1, 1))
+        ss = (s * (si[:, ax] / sp[ax]).reshape((-1,) + extra + (1,))).astype(np.float32)
+        aa = (a * (ap[:, ax] / sp[ax]).reshape((-1,) + extra + (1,))).astype(np.float32)
+        out.append(c + ss[..., :, None] + aa[..., None, :])
+    return out
+
+
+def sample_points(
+    instances_padded: np.ndarray, ids: np.ndarray, coords: list[np.ndarray]
+) -> np.ndarray:
+    """Occupancy of instance ``ids[i]`` at the points ``coords`` (three arrays (N, ...) of
+    :func:`voxel_coords`, voxels of the padded volume) by trilinear interpolation of its
+    binary mask, 0 outside the volume: (N, ...) float32 in 0-1.  ``instances_padded``: the
+    canonical instance volume padded by one voxel (:func:`padded`); uint8 when its ids
+    allow (half the memory traffic of the gathers)."""
+    shape = instances_padded.shape
+    strides = (shape[1] * shape[2], shape[2], 1)
+    base = np.zeros(coords[0].shape, dtype=np.int32)
+    valid = np.ones(coords[0].shape, dtype=bool)
+    frac = []
+    for ax in range(3):
+        x = coords[ax]
+        valid &= (x >= 0) & (x < shape[ax] - 1)
+        b = x.astype(np.int32)  # the floor where valid (x >= 0)
+        frac.append(x - b)
+        np.clip(b, 0, shape[ax] - 2, out=b)
+        b *= strides[ax]
+        base += b
+    flat = instances_padded.ravel()
+    target = ids.astype(instances_padded.dtype).reshape((-1,) + (1,) * (base.ndim - 1))
+    fx, fy, fz = frac
+
+    def lerp(at: np.ndarray, f: np.ndarray, step: int) -> np.ndarray:
+        v0 = (flat[at] == target).astype(np.float32)
+        v1 = (flat[at + step] == target).astype(np.float32)
+        v1 -= v0
+        v1 *= f
+        v1 += v0
+        return v1
+
+    def lerp2(at: np.ndarray) -> np.ndarray:  # bilinear in the slice: rows then columns
+        v0, v1 = lerp(at, fz, 1), lerp(at + strides[1], fz, 1)
+        v1 -= v0
+        v1 *= fy
+        v1 += v0
+        return v1
+
+    x0, x1 = lerp2(base), lerp2(base + strides[0])
+    x1 -= x0
+    x1 *= fx
+    x1 += x0
+    x1 *= valid
+    return x1
+
+
 def padded(instances: np.ndarray) -> np.ndarray:
-    """The instance volume with one zero voxel around it, as :func:`sample_planes` wants
-    it (made once per subject)."""
-    return np.pad(instances, 1)
+    """The instance volume with one zero voxel around it, as :func:`sample_points` wants
+    it (made once per subject); uint8 when every id fits (the sampling's gathers are
+    memory-bound)."""
+    out = np.pad(instances, 1)
+    return out.astype(np.uint8) if out.size and int(out.max()) < 256 else out
 
 
 def sample_planes(
@@ -195,38 +264,28 @@ def sample_planes(
     (:func:`padded`).  Returns ``(values, a, s)``: ``values`` (N, n_s, n_a, float32) in 0-1 at
     ``centre + a * ap + s * si`` with ``a`` (N, n_a) from each structure's ``a_min`` and
     ``s`` (N, n_s) from its ``s_min`` (mm)."""
-    sp = np.asarray(spacing_mm, dtype=float)
     n_a = int(np.ceil((extents[:, 1] - extents[:, 0]).max() / step)) + 1
     n_s = int(np.ceil((extents[:, 3] - extents[:, 2]).max() / step)) + 1
     a = extents[:, :1] + step * np.arange(n_a)[None, :]
     s = extents[:, 2:3] + step * np.arange(n_s)[None, :]
-    # voxel coordinates in the padded volume (+1), per axis: base voxel and fraction
-    shape = instances_padded.shape
-    strides = (shape[1] * shape[2], shape[2], 1)
-    flat_base = np.zeros((ids.size, n_s, n_a), dtype=np.intp)
-    valid = np.ones((ids.size, n_s, n_a), dtype=bool)
-    frac = []
-    for ax in range(3):
-        x = (
-            (frames.centre[:, ax, None, None] + s[:, :, None] * frames.si[:, ax, None, None])
-            + a[:, None, :] * frames.ap[:, ax, None, None]
-        ) / sp[ax] + 1.0
-        b = np.floor(x)
-        frac.append((x - b).astype(np.float32))  # weights: float32 halves the traffic
-        valid &= (b >= 0) & (b <= shape[ax] - 2)
-        flat_base += np.clip(b, 0, shape[ax] - 2).astype(np.intp) * strides[ax]
-    flat = instances_padded.ravel()
-    target = ids.astype(instances_padded.dtype)[:, None, None]
-    fx, fy, fz = frac
+    coords = voxel_coords(frames.centre, frames.si, frames.ap, a, s, spacing_mm)
+    return sample_points(instances_padded, ids, coords), a, s
 
-    def lerp_z(dx: int, dy: int) -> np.ndarray:
-        at = flat_base + (dx * strides[0] + dy * strides[1])
-        zero = np.float32(0.0)
-        return np.where(flat[at] == target, 1.0 - fz, zero) + np.where(
-            flat[at + 1] == target, fz, zero
-        )
 
-    x0 = lerp_z(0, 0) * (1.0 - fy) + lerp_z(0, 1) * fy
-    x1 = lerp_z(1, 0) * (1.0 - fy) + lerp_z(1, 1) * fy
-    values = np.where(valid, x0 * (1.0 - fx) + x1 * fx, np.float32(0.0))
-    return values, a, s
+def slice_planes(
+    frames: Frames, m: Moments, spacing_mm, count: int, reach: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (count, N) mm along each frame's ``lr`` of the planes parallel to its
+    mid-sagittal plane that pass through the ``count`` slices nearest its centre (at the
+    centre), and whether each is usable: within ``reach`` x the structure's lateral
+    half-width (twice the standard deviation of its voxels along ``lr``) and on a plane
+    that is not too oblique to the slices (``|lr_x| > 0.5``)."""
+    sp0 = float(np.asarray(spacing_mm, dtype=float)[0])
+    lx = frames.lr[:, 0]
+    cx = frames.centre[:, 0]
+    first = np.floor(cx / sp0) - (count // 2 - 1)
+    slices = first[None, :] + np.arange(count)[:, None]
+    offsets = (slices * sp0 - cx[None, :]) / np.where(np.abs(lx) > 0.5, lx, 1.0)[None, :]
+    half_width = 2.0 * np.sqrt(np.einsum("ni,nij,nj->n", frames.lr, m.cov, frames.lr))
+    usable = (np.abs(offsets) <= reach * half_width[None, :]) & (np.abs(lx) > 0.5)[None, :]
+    return offsets, usable
