@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from spinecensus.census.pyplot_png import pyplot, save_png
-from spinecensus.census.strata import StrataSpec, _age_label
+from spinecensus.census.strata import StrataSpec, age_band_labels, age_band_names
 
 #: the band of every subject when there is no age column
 ALL_AGES = "all ages"
@@ -45,8 +45,7 @@ COLUMNS = ("subject", "label", "kind", "truncated", *(m for _k, m, _l in PANELS)
 
 def band_order(spec: StrataSpec) -> list[str]:
     """Every age band label of ``spec`` from the youngest (``age<e0``) to the oldest."""
-    col = spec.age_column or "age"
-    return [_age_label(col, spec.age_bins, i) for i in range(-1, len(spec.age_bins))]
+    return age_band_names(spec.age_column or "age", spec.age_bins)
 
 
 def age_bands(subjects: pd.DataFrame, spec: StrataSpec) -> pd.Series:
@@ -62,10 +61,7 @@ def age_bands(subjects: pd.DataFrame, spec: StrataSpec) -> pd.Series:
     )
     if not np.isfinite(ages).any():
         return pd.Series(ALL_AGES, index=subj, dtype="object")
-    edges = np.asarray(spec.age_bins, float)
-    idx = np.searchsorted(edges, np.where(np.isfinite(ages), ages, 0.0), side="right") - 1
-    labels = np.array(band_order(spec), dtype=object)[idx + 1]
-    return pd.Series(np.where(np.isfinite(ages), labels, None), index=subj, dtype="object")
+    return pd.Series(age_band_labels(ages, col, spec.age_bins), index=subj, dtype="object")
 
 
 def level_curves(rows: pd.DataFrame, measure: str) -> pd.DataFrame:

@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from spinecensus.census.strata import StrataSpec, _age_label
+from spinecensus.census.strata import StrataSpec, age_band_labels
 from spinecensus.census.tables import read_subject_tables
 from spinecensus.io import atomic_path
 from spinecensus.measure.morphometrics import COLUMNS, MORPHOMETRICS_SCHEMA, UNITS, UNITS_KEY
@@ -120,10 +120,8 @@ def subject_cells(subjects: pd.DataFrame, spec: StrataSpec) -> pd.Series:
         s = subjects[col] if col in subjects.columns else pd.Series(np.nan, index=subjects.index)
         if col == spec.age_column:
             x = pd.to_numeric(s, errors="coerce").to_numpy(float)
-            edges = np.asarray(spec.age_bins, float)
-            idx = np.searchsorted(edges, np.where(np.isfinite(x), x, 0.0), side="right") - 1
-            lab = [_age_label(col, spec.age_bins, int(i)) for i in idx]
-            part = pd.Series(lab, index=subjects.index).where(np.isfinite(x))
+            lab = age_band_labels(x, col, spec.age_bins)
+            part = pd.Series(lab, index=subjects.index, dtype="object").where(np.isfinite(x))
         else:
             text = s.map(lambda v: f"{v:g}" if isinstance(v, float) else str(v), na_action="ignore")
             part = (f"{col}=" + text.astype("object")).where(s.notna())

@@ -92,6 +92,28 @@ def _age_label(col: str, edges: Sequence[float], i: int) -> str:
     return f"{col}=[{lo:g},{hi:g})"
 
 
+def age_bin_index(ages: Any, edges: Sequence[float]) -> np.ndarray:
+    """(N,) age bin of each age (years): -1 below ``edges[0]``, ``i`` for
+    ``edges[i] <= age < edges[i + 1]``, ``len(edges) - 1`` at or above the last edge;
+    meaningless for a non-finite age (mask those with ``np.isfinite``)."""
+    x = np.asarray(ages, dtype=float)
+    return np.searchsorted(np.asarray(edges, float), np.where(np.isfinite(x), x, 0.0), "right") - 1
+
+
+def age_band_names(col: str, edges: Sequence[float]) -> list[str]:
+    """Every age band's stratum label, youngest (``age<e0``) to oldest (``age>=eN``), in the
+    order of :func:`age_bin_index` + 1."""
+    return [_age_label(col, edges, i) for i in range(-1, len(edges))]
+
+
+def age_band_labels(ages: Any, col: str, edges: Sequence[float]) -> np.ndarray:
+    """(N,) object array: each age's band label as the prevalence's strata name it
+    (``age=50-59``), None where the age is not finite."""
+    x = np.asarray(ages, dtype=float)
+    names = np.array(age_band_names(col, edges), dtype=object)
+    return np.where(np.isfinite(x), names[age_bin_index(x, edges) + 1], None)
+
+
 def _age_strata(values: Any, col: str, edges: Sequence[float], sheet) -> list:
     import pandas as pd
 
@@ -102,7 +124,7 @@ def _age_strata(values: Any, col: str, edges: Sequence[float], sheet) -> list:
         )
     x = values.to_numpy(float)
     finite = np.isfinite(x)
-    idx = np.searchsorted(np.asarray(edges, float), np.where(finite, x, 0.0), side="right") - 1
+    idx = age_bin_index(x, edges)
     out = []
     for i in sorted({int(v) for v in idx[finite]}):
         out.append((_age_label(col, edges, i), col, finite & (idx == i)))
