@@ -151,8 +151,7 @@ def disc_axes_hint(axes: Sequence[np.ndarray], weights: Sequence[float]) -> np.n
     a fragment (a model's disc in pieces), and averaging it in would start the frame
     turned against the body, where the endplates' bisector cannot turn it back."""
     a = np.asarray(axes, dtype=float)
-    best = a[int(np.argmax(weights))]
-    agree = np.degrees(np.arccos(np.clip(np.abs(a @ best), 0.0, 1.0))) <= HINT_AGREE_DEG
+    agree = _axis_angles(a)[int(np.argmax(weights))] <= HINT_AGREE_DEG
     return a[agree].mean(axis=0)
 
 
