@@ -13,13 +13,16 @@ subject pays them: ``--import-s`` reports how long importing the measuring modul
 in a fresh interpreter).
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/morphometrics_speed.py --subjects 30``
-(~1 min).  Every number is **synthetic**, on a machine shared with other jobs unless said.
+(~1 min); ``--against DIR`` then runs the same on another checkout (``git worktree add DIR
+<commit>``) in the same run, for a before/after on the same loaded machine.  Every
+number is **synthetic**, on a machine shared with other jobs unless said.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -51,12 +54,15 @@ def _write_inputs(seed: int, indices: range, root: Path) -> tuple[list[str], lis
     return subjects, images, seg
 
 
-def _import_seconds() -> float:
+def _import_seconds(first_table: bool = False) -> float:
     """Wall time of importing the measuring modules in a fresh interpreter that has
-    already imported what the analyse job imports before them."""
+    already imported what the analyse job imports before them; ``first_table``: and has
+    written a first Arrow array, as the job does (``structures.parquet``) before it
+    measures: pyarrow imports pandas there, so pandas then costs the measuring nothing."""
+    pre = "import pyarrow; pyarrow.array([0.5]); " if first_table else ""
     code = (
         "import time, spinecensus.census.analyse_job, spinecensus.census.subject_analysis, "
-        "spinecensus.census.tables; t = time.perf_counter(); "
+        f"spinecensus.census.tables; {pre}t = time.perf_counter(); "
         "import spinecensus.measure.morphometrics, spinecensus.census.morphometrics_tables; "
         "print(time.perf_counter() - t)"
     )
@@ -87,6 +93,7 @@ def main() -> None:
     ap.add_argument("--subjects", type=int, default=30, help="subjects in the batch")
     ap.add_argument("--cohort-seed", type=int, default=2023, help="the demo cohort's seed")
     ap.add_argument("--import-s", action="store_true", help="also time the imports")
+    ap.add_argument("--against", metavar="DIR", help="then run this benchmark on the checkout DIR")
     args = ap.parse_args()
     r = run(args.subjects, args.cohort_seed)
     s, m = r["seconds"], r["measure_s"]
@@ -99,7 +106,24 @@ def main() -> None:
     print(f"measuring adds {100 * m.sum() / (s - m).sum():.1f} % to the rest of the analysis "
           f"({100 * m.sum() / s.sum():.1f} % of the analysis time)")  # fmt: skip
     if args.import_s:
-        print(f"importing the measuring modules after the job's own: {_import_seconds():.3f} s")
+        print(f"importing the measuring modules after the job's own: {_import_seconds():.3f} s; "
+              f"after the job's first Arrow table too: {_import_seconds(True):.3f} s")  # fmt: skip
+    if args.against:
+        # the same benchmark on another checkout (e.g. a git worktree of the previous
+        # commit), right after this one on the same machine: an A/B in one run
+        ref = Path(args.against).resolve()
+        cmd = [
+            sys.executable,
+            str(ref / "benchmarks" / Path(__file__).name),
+            "--subjects",
+            str(args.subjects),
+            "--cohort-seed",
+            str(args.cohort_seed),
+        ]
+        cmd += ["--import-s"] if args.import_s else []  # fmt: skip
+        env = dict(os.environ, PYTHONPATH=str(ref))
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ref, env=env)
+        print(f"--- the same on {ref}:\n{out.stdout.rstrip()}")
 
 
 if __name__ == "__main__":

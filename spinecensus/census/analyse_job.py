@@ -184,21 +184,24 @@ def _write_morphometrics(
     inst: np.ndarray,
     names: dict[int, str],
     spacing_mm: tuple[float, float, float],
+    boxes: list[tuple[slice, ...] | None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, int]]:
     """``morphometrics.parquet`` of the canonical instances (mm, degrees;
-    :func:`spinecensus.measure.morphometrics.measure_subject_with_landmarks`); returns the
-    alignment (lordosis, kyphosis, segment angles, degrees) for ``summary.json``, and the
-    measured points (mm, canonical axes) and the Genant grades >= 1 for the QC picture.
+    :func:`spinecensus.measure.morphometrics.measure_columns`, with the split's ``boxes`` of
+    ``inst``: no pandas, no second search for the instances); returns the alignment
+    (lordosis, kyphosis, segment angles, degrees) for ``summary.json``, and the measured
+    points (mm, canonical axes) and the Genant grades >= 1 for the QC picture.
     An exception here is a fault of the program (the masks already passed the split), so
     it propagates."""
     from spinecensus.census.morphometrics_tables import write_subject_morphometrics
-    from spinecensus.measure.morphometrics import measure_subject_with_landmarks
+    from spinecensus.measure.morphometrics import columns_arrow, measure_columns
 
     sp = tuple(float(v) for v in spacing_mm)
-    table, spine, points = measure_subject_with_landmarks(inst, names, sp)
-    write_subject_morphometrics(subject, table, out / "morphometrics.parquet")
-    graded = table[table["genant_grade"].fillna(0).to_numpy(int) > 0]
-    grades = dict(zip(graded["label"], graded["genant_grade"].astype(int), strict=True))
+    col, spine, points = measure_columns(inst, names, sp, boxes)
+    write_subject_morphometrics(subject, columns_arrow(col), out / "morphometrics.parquet")
+    g = col["genant_grade"]
+    graded = np.flatnonzero(np.ma.filled(g, 0) > 0).tolist()
+    grades = {str(col["label"][k]): int(g[k]) for k in graded}
     return {k: v for k, v in spine.items() if k != "definitions"}, points, grades
 
 
@@ -341,7 +344,11 @@ def analyse(
         inst, names = _write_instances_and_labels(analysis, sem, sem_path, out, gzip_level)
         tables.write_subject_structures(subject, analysis.structures, out / "structures.parquet")
         t1 = time.perf_counter()
-        alignment, points, grades = _write_morphometrics(out, subject, inst, names, sem.spacing_mm)
+        # the split's boxes describe its own instance array (not one read back from disk)
+        boxes = analysis.split.boxes if inst is analysis.split.instances else None
+        alignment, points, grades = _write_morphometrics(
+            out, subject, inst, names, sem.spacing_mm, boxes or None
+        )
         measure_s = time.perf_counter() - t1
         summary = dict(analysis.summary)
         summary.update(base, status="ok", alignment=alignment)

@@ -31,10 +31,9 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -42,6 +41,9 @@ from spinecensus.census.strata import StrataSpec, age_band_labels
 from spinecensus.census.tables import read_subject_tables
 from spinecensus.io import atomic_path
 from spinecensus.measure.morphometrics import COLUMNS, MORPHOMETRICS_SCHEMA, UNITS, UNITS_KEY
+
+if TYPE_CHECKING:  # imported where used: the analyse job writes its table without pandas
+    import pandas as pd
 
 #: measures with a z-score column ``z_<measure>`` in the cohort table
 Z_MEASURES = (
@@ -77,14 +79,19 @@ ALIGNMENT_SCHEMA = pa.schema(
 
 
 def write_subject_morphometrics(
-    subject: str, table: pd.DataFrame | None, path: str | os.PathLike[str]
+    subject: str, table: pd.DataFrame | pa.Table | None, path: str | os.PathLike[str]
 ) -> None:
     """Write one subject's ``morphometrics.parquet`` atomically (:data:`SUBJECT_SCHEMA`);
-    ``table`` of :func:`~spinecensus.measure.morphometrics.measure_subject`, None: empty."""
+    ``table`` of :func:`~spinecensus.measure.morphometrics.measure_subject`, or its Arrow
+    table (:func:`~spinecensus.measure.morphometrics.columns_arrow`), None: empty."""
     if table is None:
         arrow = SUBJECT_SCHEMA.empty_table()
     else:
-        arrow = pa.Table.from_pandas(table, schema=MORPHOMETRICS_SCHEMA, preserve_index=False)
+        arrow = (
+            table
+            if isinstance(table, pa.Table)
+            else pa.Table.from_pandas(table, schema=MORPHOMETRICS_SCHEMA, preserve_index=False)
+        )
         subj = pa.array([subject] * arrow.num_rows, pa.string())
         arrow = arrow.add_column(0, SUBJECT_SCHEMA.field("subject"), subj)
         arrow = arrow.replace_schema_metadata(SUBJECT_SCHEMA.metadata)
@@ -115,6 +122,8 @@ def alignment_table(summaries: Sequence[Mapping[str, Any]]) -> pa.Table:
 def subject_cells(subjects: pd.DataFrame, spec: StrataSpec) -> pd.Series:
     """Each subject's reference cell (``sex=F;age=50-59``; ``all`` without declared strata;
     NA where a declared value is missing), indexed by subject."""
+    import pandas as pd
+
     cell = pd.Series(ALL if not spec.columns else "", index=subjects.index, dtype="object")
     for col in spec.columns:
         s = subjects[col] if col in subjects.columns else pd.Series(np.nan, index=subjects.index)
@@ -132,6 +141,8 @@ def subject_cells(subjects: pd.DataFrame, spec: StrataSpec) -> pd.Series:
 def reference_table(long: pd.DataFrame) -> pd.DataFrame:
     """Percentiles per ``label`` x ``stratum`` x ``measure`` of a long frame (columns
     ``label``, ``stratum``, ``measure``, ``value``; NaN values dropped)."""
+    import pandas as pd
+
     keys = ["label", "stratum", "measure"]
     v = long.dropna(subset=["value"])
     if v.empty:
@@ -149,6 +160,8 @@ def reference_table(long: pd.DataFrame) -> pd.DataFrame:
 
 def z_scores(rows: pd.DataFrame, ref: pd.DataFrame, measure: str) -> np.ndarray:
     """Robust z of ``rows[measure]`` against ``ref`` at each row's (``label``, ``stratum``)."""
+    import pandas as pd
+
     r = ref[ref["measure"] == measure].set_index(["label", "stratum"])
     key = pd.MultiIndex.from_arrays([rows["label"], rows["stratum"]])
     cell = r.reindex(key)
@@ -164,6 +177,8 @@ def relabel(morpho: pd.DataFrame, structures: pa.Table) -> pd.DataFrame:
     """Take each row's ``label`` from the (review-renamed) cohort ``structures`` table by
     (``subject``, ``instance_id``): the review's renames reach the morphometrics as they
     reached the structures (:func:`spinecensus.review.apply.rename_structures`)."""
+    import pandas as pd
+
     if morpho.empty or structures.num_rows == 0:
         return morpho
     st = structures.select(["subject", "instance_id", "label"]).to_pandas()
@@ -183,6 +198,8 @@ def cohort_morphometrics(
     """``(morphometrics, reference)`` cohort tables (module docstring) from the per-subject
     rows, the review-applied ``subjects`` (``processed``, ``final_status``, strata columns)
     and ``structures`` tables."""
+    import pandas as pd
+
     from spinecensus.review.overrides import EXCLUDED
 
     df = relabel(morpho.to_pandas(), structures)

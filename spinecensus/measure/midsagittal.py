@@ -74,36 +74,44 @@ def moments(
 ) -> Moments:
     """Moments of the instances ``ids`` from their bounding ``boxes`` (as
     ``scipy.ndimage.find_objects`` gives them): per structure, its mask in its box and the
-    three 2-D projections of that mask, which hold every first and second moment (a loop
-    over structures, a few array passes over each box; no voxel list)."""
+    three 2-D projections of that mask, which hold every first and second moment.  The
+    sums are taken in voxel indices from each box's corner, whole numbers that float64
+    holds exactly (so they do not depend on the order of summation, and the covariance
+    does not subtract two large squares of scanner-sized coordinates); one pass over each
+    box, the rest in a few array operations for all structures."""
     sp = np.asarray(spacing_mm, dtype=float)
     n = ids.size
-    count = np.empty(n)
-    mean = np.empty((n, 3))
-    cov = np.empty((n, 3, 3))
-    lo = np.empty((n, 3))
-    hi = np.empty((n, 3))
-    for k, iid in enumerate(ids.tolist()):
-        box = boxes[iid - 1]
-        mask = (instances[box] == iid).view(np.uint8)  # uint8 sums are the cheapest
-        proj = {ax: mask.sum(axis=ax, dtype=np.int32).astype(np.float64) for ax in (0, 1, 2)}
-        start = np.array([b.start for b in box], dtype=float)
-        # voxel centres in mm along each axis of the box
-        ax = [(start[d] + np.arange(mask.shape[d])) * sp[d] for d in range(3)]
-        marg = [proj[2].sum(axis=1), proj[2].sum(axis=0), proj[1].sum(axis=0)]
-        c = marg[0].sum()
-        m1 = np.array([marg[d] @ ax[d] for d in range(3)]) / c
-        second = np.empty((3, 3))
-        for d in range(3):
-            second[d, d] = marg[d] @ (ax[d] ** 2) / c
-        second[0, 1] = second[1, 0] = ax[0] @ proj[2] @ ax[1] / c
-        second[0, 2] = second[2, 0] = ax[0] @ proj[1] @ ax[2] / c
-        second[1, 2] = second[2, 1] = ax[1] @ proj[0] @ ax[2] / c
-        count[k], mean[k], cov[k] = c, m1, second - np.outer(m1, m1)
-        lo[k], hi[k] = start * sp, (start + np.array(mask.shape) - 1) * sp
-    pick = np.array([[(c >> k) & 1 for k in range(3)] for c in range(8)], dtype=bool)
+    picked = [boxes[i - 1] for i in ids.tolist()]
+    start = np.array([[b.start for b in box] for box in picked], dtype=float).reshape(n, 3)
+    size = np.array([[b.stop - b.start for b in box] for box in picked]).reshape(n, 3)
+    big = size.max(axis=0, initial=1)
+    # projections along the slices (rows x columns), rows (slices x columns), columns
+    p_rc = np.zeros((n, big[1], big[2]))
+    p_sc = np.zeros((n, big[0], big[2]))
+    p_sr = np.zeros((n, big[0], big[1]))
+    for k, (iid, box) in enumerate(zip(ids.tolist(), picked, strict=True)):
+        mask = (instances[box] == iid).view(np.uint8)
+        d0, d1, d2 = mask.shape
+        # summed in uint8 (several times faster) where the axis is too short to overflow it
+        p_rc[k, :d1, :d2] = mask.sum(axis=0, dtype=np.uint8 if d0 < 256 else np.int32)
+        p_sc[k, :d0, :d2] = mask.sum(axis=1, dtype=np.uint8 if d1 < 256 else np.int32)
+        p_sr[k, :d0, :d1] = mask.sum(axis=2, dtype=np.uint8 if d2 < 256 else np.int32)
+    idx = [np.arange(big[d], dtype=float) for d in range(3)]
+    marg = [p_sr.sum(axis=2), p_sr.sum(axis=1), p_sc.sum(axis=1)]  # (n, size) per axis
+    count = marg[0].sum(axis=1)
+    c = np.maximum(count, 1.0)
+    mean = np.stack([marg[d] @ idx[d] for d in range(3)], axis=1) / c[:, None]
+    second = np.empty((n, 3, 3))
+    for d in range(3):
+        second[:, d, d] = marg[d] @ (idx[d] ** 2)
+    for (d, e), proj in (((0, 1), p_sr), ((0, 2), p_sc), ((1, 2), p_rc)):
+        second[:, d, e] = second[:, e, d] = (proj @ idx[e]) @ idx[d]
+    cov = second / c[:, None, None] - mean[:, :, None] * mean[:, None, :]
+    cov *= sp[None, :, None] * sp[None, None, :]
+    lo, hi = start * sp, (start + size - 1) * sp
+    pick = np.array([[(j >> k) & 1 for k in range(3)] for j in range(8)], dtype=bool)
     box_corners = np.where(pick[None], hi[:, None, :], lo[:, None, :])
-    return Moments(count, mean, cov, box_corners)
+    return Moments(count, (start + mean) * sp, cov, box_corners)
 
 
 def _distinct(evals: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -200,7 +208,13 @@ def sample_points(
     :func:`voxel_coords`, voxels of the padded volume) by trilinear interpolation of its
     binary mask, 0 outside the volume: (N, ...) float32 in 0-1.  ``instances_padded``: the
     canonical instance volume padded by one voxel (:func:`padded`); uint8 when its ids
-    allow (half the memory traffic of the gathers)."""
+    allow (half the memory traffic of the gathers).
+
+    Every step stays in one dtype (numpy's mixed float32/float64 or float/int loops cost
+    several times the plain ones): the fractions are float32 and exact (``x - trunc(x)`` of
+    a float32 is representable), and a product of two float32 numbers rounds to the same
+    float32 whether it is formed in float32 or float64; the gathers index with ``intp``
+    (numpy converts any other index type first)."""
     shape = instances_padded.shape
     strides = (shape[1] * shape[2], shape[2], 1)
     base = np.zeros(coords[0].shape, dtype=np.int32)
@@ -208,32 +222,39 @@ def sample_points(
     frac = []
     for ax in range(3):
         x = coords[ax]
-        valid &= (x >= 0) & (x < shape[ax] - 1)
+        valid &= x >= 0
+        valid &= x < shape[ax] - 1
         b = x.astype(np.int32)  # the floor where valid (x >= 0)
-        frac.append(x - b)
+        frac.append(x - b.astype(np.float32))
         np.clip(b, 0, shape[ax] - 2, out=b)
         b *= strides[ax]
         base += b
+    at = base.astype(np.intp)
     flat = instances_padded.ravel()
     target = ids.astype(instances_padded.dtype).reshape((-1,) + (1,) * (base.ndim - 1))
     fx, fy, fz = frac
 
-    def lerp(at: np.ndarray, f: np.ndarray, step: int) -> np.ndarray:
+    def lerp(f: np.ndarray) -> np.ndarray:  # along the columns; moves ``at`` one column on
         v0 = (flat[at] == target).astype(np.float32)
-        v1 = (flat[at + step] == target).astype(np.float32)
+        np.add(at, 1, out=at)
+        v1 = (flat[at] == target).astype(np.float32)
         v1 -= v0
         v1 *= f
         v1 += v0
         return v1
 
-    def lerp2(at: np.ndarray) -> np.ndarray:  # bilinear in the slice: rows then columns
-        v0, v1 = lerp(at, fz, 1), lerp(at + strides[1], fz, 1)
+    def lerp2() -> np.ndarray:  # bilinear in the slice: rows then columns, ``at`` one row on
+        v0 = lerp(fz)
+        np.add(at, strides[1] - 1, out=at)
+        v1 = lerp(fz)
         v1 -= v0
         v1 *= fy
         v1 += v0
         return v1
 
-    x0, x1 = lerp2(base), lerp2(base + strides[0])
+    x0 = lerp2()
+    at += strides[0] - strides[1] - 1
+    x1 = lerp2()
     x1 -= x0
     x1 *= fx
     x1 += x0
@@ -244,9 +265,12 @@ def sample_points(
 def padded(instances: np.ndarray) -> np.ndarray:
     """The instance volume with one zero voxel around it, as :func:`sample_points` wants
     it (made once per subject); uint8 when every id fits (the sampling's gathers are
-    memory-bound)."""
-    out = np.pad(instances, 1)
-    return out.astype(np.uint8) if out.size and int(out.max()) < 256 else out
+    memory-bound).  Written into a zeroed array of the final dtype: one pass, no
+    intermediate copy."""
+    small = instances.size == 0 or int(instances.max()) < 256
+    out = np.zeros(tuple(n + 2 for n in instances.shape), np.uint8 if small else instances.dtype)
+    out[1:-1, 1:-1, 1:-1] = instances
+    return out
 
 
 def sample_planes(

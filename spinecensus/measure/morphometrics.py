@@ -4,7 +4,10 @@ height index, sagittal alignment; the table and JSON that ``spinecensus measure`
 Entry point :func:`measure_subject` (instances in canonical order, ``{id: name}``, spacing
 in mm in canonical axis order) -> one row per named structure and the alignment dict;
 :func:`measure_subject_with_landmarks` also returns the six points of each measured
-outline (for the QC picture).
+outline (for the QC picture); :func:`measure_columns` is the same without pandas (numpy
+columns, :func:`columns_arrow` makes the Arrow table), as the analyse job calls it with the
+split's bounding boxes.  Which structures are measured, and how in one batch:
+:mod:`~spinecensus.measure.structures`.
 Lengths mm, angles degrees, ratios dimensionless; the definitions are in the modules:
 :mod:`~spinecensus.measure.midsagittal` (each structure's own mid-sagittal plane),
 :mod:`~spinecensus.measure.heights` (heights, depth, endplate lines),
@@ -32,19 +35,18 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
-from scipy import ndimage
 
 from spinecensus.anatomy import labels as anatomy
 from spinecensus.io import atomic_path, write_json
-from spinecensus.measure import alignment, disc_height, genant, plausibility
-from spinecensus.measure.heights import measure_structures
-from spinecensus.measure.midsagittal import initial_frames, moments
+from spinecensus.measure import alignment, disc_height, genant, plausibility, structures
+from spinecensus.measure.structures import Boxes, Measured, measure_named
+
+if TYPE_CHECKING:  # pandas is imported where a DataFrame is made: the analyse job needs none
+    import pandas as pd
 
 #: (column, arrow type, unit) of ``morphometrics.parquet``, in column order: unit ``"1"``
 #: for a dimensionless ratio, ``""`` for a name, flag or grade (docs/morphometrics.md)
@@ -91,129 +93,12 @@ PANDAS_DTYPES = {
 #: no Genant grade for a body fewer in-plane voxels high than this: its heights are known
 #: to about half a voxel each, and the grades are 5 % apart (20 / 25 %)
 MIN_HEIGHT_VOXELS = 8
-#: fewer voxels than this: too small to measure
-MIN_VOXELS = 20
+#: fewer voxels than this: too small to measure (:mod:`~spinecensus.measure.structures`)
+MIN_VOXELS = structures.MIN_VOXELS
 
 
 def _id_names(id_to_name: Mapping[Any, str]) -> dict[int, str]:
     return {int(k): str(v) for k, v in id_to_name.items()}
-
-
-def _foreground_view(inst: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """The rows and columns of ``inst`` that hold any instance (a view) and its offset:
-    the spine fills a narrow antero-posterior band, so the bounding boxes cost half."""
-    proj = inst.max(axis=0)
-    rows, cols = np.flatnonzero(proj.any(axis=1)), np.flatnonzero(proj.any(axis=0))
-    if rows.size == 0:
-        return inst, (0, 0, 0)
-    r0, c0 = int(rows[0]), int(cols[0])
-    return inst[:, r0 : int(rows[-1]) + 1, c0 : int(cols[-1]) + 1], (0, r0, c0)
-
-
-def _truncated(
-    box: tuple[slice, ...], offset: tuple[int, int, int], shape: tuple[int, ...]
-) -> bool:
-    """Does the bounding box (in a view at ``offset`` of a volume of ``shape``) touch the
-    volume's superior/inferior or anterior/posterior border?"""
-    return any(
-        box[ax].start + offset[ax] == 0 or box[ax].stop + offset[ax] == shape[ax] for ax in (1, 2)
-    )
-
-
-class Measured(NamedTuple):
-    """One structure's outline (mm), endplate directions (unit 3-vectors, canonical mm
-    axes, posterior-pointing), wedge angle (degrees) and its six points
-    (:data:`~spinecensus.measure.heights.POINTS`, (6, 3) mm in canonical axes: voxel
-    index x spacing of the whole volume)."""
-
-    height_anterior: float
-    height_middle: float
-    height_posterior: float
-    depth: float
-    superior_dir: np.ndarray
-    inferior_dir: np.ndarray
-    wedge_deg: float
-    points_mm: np.ndarray
-
-
-def _hints(
-    names: list[str], ids: np.ndarray, frames_si: np.ndarray, centroid: np.ndarray,
-    weight: np.ndarray,
-) -> np.ndarray:  # fmt: skip
-    """(N, 3) first guesses of the bodies' inferior axes; NaN rows for the rest.
-
-    The mean of the adjacent discs' principal axes (a disc's thin shape fixes its axis
-    well) that agree with the flattest one's (``weight``;
-    :func:`~spinecensus.measure.plausibility.disc_axes_hint`); without a disc (masks of
-    bodies only), the chord between the centroids of the adjacent bodies (ids at most 2
-    apart), the local direction of the column."""
-    by_vertebra: dict[str, list[tuple[np.ndarray, float]]] = {}
-    for n, si, w in zip(names, frames_si, weight, strict=True):
-        if anatomy.is_disc(n) and w > 0:
-            for v in n.split("-"):
-                by_vertebra.setdefault(v, []).append((si, w))
-    hint = np.full((len(names), 3), np.nan)
-    bodies = sorted((int(i), k) for k, (n, i) in enumerate(zip(names, ids, strict=True))
-                    if anatomy.is_vertebra(n))  # fmt: skip
-    for j, (iid, k) in enumerate(bodies):
-        if names[k] in by_vertebra:
-            hint[k] = plausibility.disc_axes_hint(*zip(*by_vertebra[names[k]], strict=True))
-            continue
-        up = bodies[j - 1] if j > 0 and iid - bodies[j - 1][0] <= 2 else (iid, k)
-        down = bodies[j + 1] if j + 1 < len(bodies) and bodies[j + 1][0] - iid <= 2 else (iid, k)
-        if up[1] != down[1]:
-            hint[k] = centroid[down[1]] - centroid[up[1]]
-    return hint
-
-
-def _geometries(
-    inst: np.ndarray, names: dict[int, str], sp: np.ndarray
-) -> tuple[dict[str, Measured | None], dict[str, bool], dict[str, int], dict[str, str]]:
-    """Measure every named, untruncated disc and free body, all in one batch (on the view
-    of the volume's foreground rows and columns: lengths and angles do not depend on it).
-    The last item: why a structure that was to be measured has no outline (too small, not
-    traced, or withheld by :func:`spinecensus.measure.plausibility.withheld`)."""
-    full_shape = inst.shape
-    inst, offset = _foreground_view(inst)
-    boxes = ndimage.find_objects(inst)
-    present = {n: i for i, n in names.items() if 0 < i <= len(boxes) and boxes[i - 1] is not None}
-    cut = {n: _truncated(boxes[i - 1], offset, full_shape) for n, i in present.items()}
-    geo: dict[str, Measured | None] = {n: None for n in present}
-    todo = [n for n in present if not cut[n] and (anatomy.is_disc(n) or genant.is_gradable(n))]
-    if not todo:
-        return geo, cut, present, {}
-    ids = np.array([present[n] for n in todo])
-    m = moments(inst, ids, boxes, sp)
-    big = m.count >= MIN_VOXELS
-    flags = {n: plausibility.TOO_SMALL for n, b in zip(todo, big, strict=True) if not b}
-    todo = [n for n, b in zip(todo, big, strict=True) if b]
-    if not todo:
-        return geo, cut, present, flags
-    m = m.take(big)
-    first = initial_frames(m)
-    weight = plausibility.disc_axis_weights(m, first)
-    g = measure_structures(
-        inst, ids[big], m, sp, _hints(todo, ids[big], first.si, m.centroid, weight)
-    )
-    o = g.outlines
-    f = g.frames  # the points (a, s) of each final frame -> mm of the whole volume
-    pts = f.centre[:, None] + o.points[..., :1] * f.ap[:, None] + o.points[..., 1:] * f.si[:, None]
-    pts += np.asarray(offset) * sp
-    why = plausibility.withheld(ids[big], np.array([anatomy.is_disc(n) for n in todo]), f, o)
-    why[~o.ok] = plausibility.NOT_TRACED
-    flags.update({todo[k]: str(why[k]) for k in range(len(todo)) if why[k] is not None})
-    for k in np.flatnonzero([w is None for w in why]):
-        geo[todo[k]] = Measured(
-            float(o.height_anterior[k]),
-            float(o.height_middle[k]),
-            float(o.height_posterior[k]),
-            float(o.depth[k]),
-            g.superior_dir[k],
-            g.inferior_dir[k],
-            float(g.wedge_deg[k]),
-            pts[k],
-        )
-    return geo, cut, present, flags
 
 
 def adjacent_vertebrae(present: Mapping[str, int]) -> list[tuple[str, str, str]]:
@@ -253,69 +138,92 @@ def _tilts(geo: Mapping[str, Measured | None]) -> dict[str, tuple[float, float]]
     return out
 
 
-def _row(
-    name: str, iid: int, cut: bool, o: Measured | None, tilt: tuple[float, float], flag: str | None
-):
-    disc = anatomy.is_disc(name)
-    return {
-        "label": name,
-        "kind": anatomy.kind(name),
-        "instance_id": iid,
-        "truncated": cut,
-        "height_anterior_mm": o.height_anterior if o else math.nan,
-        "height_middle_mm": o.height_middle if o else math.nan,
-        "height_posterior_mm": o.height_posterior if o else math.nan,
-        "depth_mm": o.depth if o else math.nan,
-        "endplate_superior_deg": tilt[0],
-        "endplate_inferior_deg": tilt[1],
-        "body_wedge_deg": o.wedge_deg if o is not None and not disc else math.nan,
-        "disc_wedge_deg": o.wedge_deg if o is not None and disc else math.nan,
-        "measure_flag": flag,
-    }
+def _strings(values: list[str | None]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
-def _table(
-    rows: list[dict[str, Any]], segments: list[tuple[str, str, str]], min_height_mm: float
-) -> pd.DataFrame:
-    """Add the Genant ratios (gradable vertebrae) and the disc height index (discs), column
-    by column in numpy (one DataFrame at the end: pandas row edits would cost more than
-    the measuring).
+def _columns(
+    order: list[str], found: structures.Found, tilts: Mapping[str, tuple[float, float]],
+    segments: list[tuple[str, str, str]], min_height_mm: float,
+) -> dict[str, Any]:  # fmt: skip
+    """The table's columns (:data:`COLUMNS`) of the structures ``order``, built column by
+    column in numpy (pandas row edits would cost more than the measuring): the heights of
+    :class:`~spinecensus.measure.structures.Found`, the Genant ratios (gradable vertebrae)
+    and the disc height index (discs).  ``genant_grade`` is a masked int8 array (masked:
+    NA).
 
     ``min_height_mm``: no grade (nor deformity) for a body whose posterior height is below
     it (:data:`MIN_HEIGHT_VOXELS` in-plane voxels); its ratios are still reported."""
-    col = {k: np.array([r[k] for r in rows]) for k in rows[0]}
-    names = [str(n) for n in col["label"]]
-    graded = np.array([genant.is_gradable(n) for n in names], dtype=bool)
+    nan = math.nan
+    geo = [found.geo[n] for n in order]
+    disc = np.array([anatomy.is_disc(n) for n in order], dtype=bool)
+    col: dict[str, Any] = {
+        "label": _strings(order),
+        "kind": _strings([anatomy.kind(n) for n in order]),
+        "instance_id": np.array([found.present[n] for n in order], dtype=np.int32),
+        "truncated": np.array([found.cut[n] for n in order], dtype=bool),
+    }
+    for key, field in (("height_anterior_mm", 0), ("height_middle_mm", 1),
+                       ("height_posterior_mm", 2), ("depth_mm", 3)):  # fmt: skip
+        col[key] = np.array([nan if g is None else g[field] for g in geo], dtype=float)
+    tilt = np.array([tilts.get(n, (nan, nan)) for n in order], dtype=float).reshape(-1, 2)
+    col["endplate_superior_deg"], col["endplate_inferior_deg"] = tilt[:, 0], tilt[:, 1]
+    wedge = np.array([nan if g is None else g.wedge_deg for g in geo], dtype=float)
+    col["body_wedge_deg"] = np.where(disc, nan, wedge)
+    col["disc_wedge_deg"] = np.where(disc, wedge, nan)
+    col["measure_flag"] = _strings([found.flags.get(n) for n in order])
+    graded = np.array([genant.is_gradable(n) for n in order], dtype=bool)
     neighbours: dict[str, list[str]] = {}
     for _seg, upper, lower in segments:
         neighbours.setdefault(upper, []).append(lower)
         neighbours.setdefault(lower, []).append(upper)
-    ha, hm, hp = (col[f"height_{k}_mm"].astype(float) for k in ("anterior", "middle", "posterior"))
-    ref = genant.neighbour_posterior_mean(names, np.where(graded, hp, np.nan), neighbours)
+    ha, hm, hp = (col[f"height_{k}_mm"] for k in ("anterior", "middle", "posterior"))
+    ref = genant.neighbour_posterior_mean(order, np.where(graded, hp, np.nan), neighbours)
     ratios = genant.height_ratios(ha, hm, hp, ref)
     for k in ("wedge_ratio", "biconcavity_ratio", "crush_ratio", "height_reduction"):
         col[k] = np.where(graded, ratios[k], np.nan)
     graded_ok = graded & (hp >= min_height_mm) & (ratios["genant_grade"] >= 0)
     col["deformity"] = np.where(graded_ok, ratios["deformity"], None)
-    col["genant_grade"] = pd.arrays.IntegerArray(
+    col["genant_grade"] = np.ma.MaskedArray(
         np.where(graded_ok, ratios["genant_grade"], 0).astype(np.int8), ~graded_ok
     )
-    depth = dict(zip(names, col["depth_mm"].astype(float), strict=True))
-    disc = col["kind"] == "disc"
-    upper = np.array([depth.get(disc_height.upper_vertebra(n), np.nan) for n in names])
+    depth = dict(zip(order, col["depth_mm"].tolist(), strict=True))
+    upper = np.array([depth.get(disc_height.upper_vertebra(n), nan) for n in order], dtype=float)
     col["disc_height_index"] = np.where(disc, disc_height.farfan_index(ha, hp, upper), np.nan)
-    return _frame(col)
+    return col
 
 
-def _frame(col: Mapping[str, Any]) -> pd.DataFrame:
-    """The DataFrame of the columns, each converted in numpy to its dtype first (a pandas
-    ``astype`` per column would cost more than the measuring)."""
-    out = {}
-    for c, _t, _u in COLUMNS:
-        want = PANDAS_DTYPES.get(c, "float64")
+def _empty_columns() -> dict[str, Any]:
+    col: dict[str, Any] = {c: np.array([], dtype=PANDAS_DTYPES.get(c, "float64").lower())
+                           for c, _t, _u in COLUMNS}  # fmt: skip
+    col["genant_grade"] = np.ma.MaskedArray(np.array([], dtype=np.int8), np.array([], bool))
+    return col
+
+
+def columns_frame(col: Mapping[str, Any]) -> pd.DataFrame:
+    """The DataFrame of :func:`measure_columns`'s columns (dtypes :data:`PANDAS_DTYPES`,
+    ``genant_grade`` nullable ``Int8``)."""
+    import pandas as pd
+
+    out = dict(col)
+    g = col["genant_grade"]
+    out["genant_grade"] = pd.arrays.IntegerArray(np.asarray(g.data), np.ma.getmaskarray(g))
+    return pd.DataFrame({c: out[c] for c, _t, _u in COLUMNS}, copy=False)
+
+
+def columns_arrow(col: Mapping[str, Any]) -> pa.Table:
+    """The Arrow table (:data:`MORPHOMETRICS_SCHEMA`) of :func:`measure_columns`'s columns,
+    without pandas; NaN and None are null, as ``pa.Table.from_pandas`` writes them."""
+    arrays = []
+    for c, t, _u in COLUMNS:
         v = col[c]
-        out[c] = v if want == "Int8" else np.asarray(v).astype(want, copy=False)
-    return pd.DataFrame(out, copy=False)
+        if isinstance(v, np.ma.MaskedArray):
+            arrays.append(pa.array(np.asarray(v.data), type=t, mask=np.ma.getmaskarray(v)))
+        else:
+            arrays.append(pa.array(v, type=t, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=MORPHOMETRICS_SCHEMA)
 
 
 def measure_subject(
@@ -358,26 +266,41 @@ def measure_subject_with_landmarks(
     coordinates).  They lie in the structure's own mid-sagittal plane, which is oblique
     to the slices in general.  Costs nothing beyond the measurement.
     """
+    col, spine, points = measure_columns(instances, labels, spacing)
+    return columns_frame(col), spine, points
+
+
+def measure_columns(
+    instances: np.ndarray,
+    labels: Mapping[int, str] | Mapping[str, str],
+    spacing: tuple[float, float, float],
+    boxes: Boxes | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
+    """:func:`measure_subject_with_landmarks` without pandas, as the analyse job calls it:
+    the table as numpy columns (:func:`columns_arrow` makes the Arrow table,
+    :func:`columns_frame` the DataFrame), the alignment and the points.
+
+    ``boxes``: the instances' bounding boxes in ``instances`` (``boxes[id - 1]``, slices as
+    ``scipy.ndimage.find_objects`` gives them, None for an absent id) when the caller
+    already has them (the split's :attr:`~spinecensus.split.instances.SplitResult.boxes`);
+    else they are found here.  Either way the results are the same."""
     inst = np.asarray(instances)
     if not np.issubdtype(inst.dtype, np.integer):
         raise TypeError(f"instances must be an integer array, got {inst.dtype}")
     sp = np.asarray(spacing, dtype=float)
-    geo, cut, present, flags = _geometries(inst, _id_names(labels), sp)
+    found = measure_named(inst, _id_names(labels), sp, boxes)
+    geo, present = found.geo, found.present
     points = {n: g.points_mm for n, g in geo.items() if g is not None}
     tilts = _tilts(geo)
     order = sorted(present, key=present.__getitem__)
-    nan2 = (math.nan, math.nan)
-    rows = [_row(n, present[n], cut[n], geo[n], tilts.get(n, nan2), flags.get(n)) for n in order]
     segments = adjacent_vertebrae(present)
     vert_tilts = {n: t for n, t in tilts.items() if anatomy.is_vertebra(n)}
     spine = alignment.spine_alignment(vert_tilts, segments)
-    spine["withheld"] = plausibility.alignment_withheld(spine, vert_tilts, segments, flags)
-    if not rows:
-        empty = {c: np.array([]) for c, _t, _u in COLUMNS}
-        empty["genant_grade"] = pd.array([], dtype="Int8")
-        return _frame(empty), spine, points
+    spine["withheld"] = plausibility.alignment_withheld(spine, vert_tilts, segments, found.flags)
+    if not order:
+        return _empty_columns(), spine, points
     min_height = MIN_HEIGHT_VOXELS * float(max(sp[1], sp[2]))
-    return _table(rows, segments, min_height), spine, points
+    return _columns(order, found, tilts, segments, min_height), spine, points
 
 
 def write_measurements(
@@ -387,6 +310,8 @@ def write_measurements(
     field and schema metadata) and ``out_dir/alignment.json``, each atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    import pyarrow.parquet as pq
+
     arrow = pa.Table.from_pandas(table, schema=MORPHOMETRICS_SCHEMA, preserve_index=False)
     parquet = out / "morphometrics.parquet"
     with atomic_path(parquet) as tmp:

@@ -44,7 +44,6 @@ fragment's axis is left out.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -85,11 +84,16 @@ def _axis_angles(v: np.ndarray) -> np.ndarray:
 
 
 def _neighbour_median(values: np.ndarray, near: np.ndarray) -> np.ndarray:
-    """Per row of the (N, N) boolean ``near``: the median of ``values`` over it (NaN
-    where it is empty)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no neighbour
-        return np.nanmedian(np.where(near, values[None, :], np.nan), axis=1)
+    """Per row of the (N, N) boolean ``near``: the median of the non-NaN ``values`` over
+    it (NaN where there is none).  A sort per row: the numbers of ``np.nanmedian`` (the
+    middle value, or the two middle ones' sum halved) at a fraction of its cost."""
+    picked = near & ~np.isnan(values)[None, :]
+    v = np.sort(np.where(picked, values[None, :], np.inf), axis=1)
+    cnt = picked.sum(axis=1)
+    lo = np.take_along_axis(v, np.maximum((cnt - 1) // 2, 0)[:, None], axis=1)[:, 0]
+    hi = np.take_along_axis(v, np.maximum(cnt // 2, 0)[:, None], axis=1)[:, 0]
+    with np.errstate(invalid="ignore"):
+        return np.where(cnt > 0, (lo + hi) / 2, np.nan)
 
 
 def withheld(
@@ -153,6 +157,24 @@ def disc_axes_hint(axes: Sequence[np.ndarray], weights: Sequence[float]) -> np.n
     a = np.asarray(axes, dtype=float)
     agree = _axis_angles(a)[int(np.argmax(weights))] <= HINT_AGREE_DEG
     return a[agree].mean(axis=0)
+
+
+def two_disc_axes_hint(
+    first: np.ndarray, second: np.ndarray, w_first: np.ndarray, w_second: np.ndarray
+) -> np.ndarray:
+    """:func:`disc_axes_hint` of ``M`` bodies at once, each with two discs' axes (M, 3)
+    and weights (M,) (the same disc twice for a body with one): the flatter disc's axis,
+    averaged with the other's where they agree within :data:`HINT_AGREE_DEG`.  The same
+    numbers as :func:`disc_axes_hint` (the mean of two rows is their sum halved; a tie
+    picks the first, as ``argmax`` does)."""
+    flat_first = (w_first >= w_second)[:, None]
+    flattest = np.where(flat_first, first, second)
+    other = np.where(flat_first, second, first)
+    cos = np.clip(np.abs(np.sum(flattest * other, axis=1)), 0.0, 1.0)
+    agree = (np.degrees(np.arccos(cos)) <= HINT_AGREE_DEG)[:, None]
+    same = np.all(first == second, axis=1)[:, None]
+    both = (first + second) / 2
+    return np.where(same, first, np.where(agree, both, flattest))
 
 
 def alignment_withheld(

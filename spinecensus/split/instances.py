@@ -69,6 +69,7 @@ from spinecensus.split.voxels import (
     bounding_box,
     connected_components,
     disc_and_vertebra_voxels,
+    instance_boxes,
     unravel,
 )
 
@@ -100,6 +101,8 @@ class SplitResult:
         n_fragment_voxels: voxels of stray disc fragments merged into the nearest disc.
         n_crossing_voxels: vertebra voxels lying on the wrong side of a neighbouring plane
             even after the nearest-disc rule (a sign of a bad mask).
+        boxes: ``boxes[id - 1]`` the instance's bounding box (slices into ``instances``,
+            as ``scipy.ndimage.find_objects`` gives them), for the measurement.
     """
 
     instances: np.ndarray
@@ -112,6 +115,7 @@ class SplitResult:
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
     n_fragment_voxels: int = 0
     n_crossing_voxels: int = 0
+    boxes: list[tuple[slice, ...] | None] = field(default_factory=list)
 
     @property
     def n_instances(self) -> int:
@@ -226,6 +230,7 @@ def split_instances(
         voxel_counts=counts,
         centroids_mm=centroids,
         disc_planes=disc_planes,
+        boxes=instance_boxes([(ids_v, v_idx), (ids_d, discs.idx)], len(kinds), box),
         spacing_mm=spacing3,
         n_fragment_voxels=n_frag_vox,
         n_crossing_voxels=n_bad,
