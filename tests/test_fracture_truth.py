@@ -205,9 +205,10 @@ def test_cli_synth_writes_truth_json(tmp_path: Path):
 
 
 def test_truth_definitions_are_the_measurements():
-    """The drawn heights use the measurement's rim bands, middle band and first wall rows,
-    and the grades its thresholds (docs/morphometrics.md)."""
+    """The drawn heights use the measurement's rim and direction bands, middle band and
+    first wall rows, and the grades its thresholds (docs/morphometrics.md)."""
     assert drawn_geometry.RIM_BAND == heights.RIM_BAND
+    assert drawn_geometry.DIRECTION_BAND == heights.DIRECTION_BAND
     assert drawn_geometry.MIDDLE_HALF_BAND == heights.MIDDLE_HALF_BAND
     assert drawn_geometry.MARGIN_ROWS == heights.MARGIN_ROWS
     assert truth.GRADE_THRESHOLDS == genant.GRADE_THRESHOLDS

@@ -44,8 +44,9 @@ def _frames(si_deg: list[float], lr_deg: list[float] | None = None) -> Frames:
 def _outlines(heights: list[tuple[float, float, float]], depth: list[float]) -> Outlines:
     h = np.asarray(heights, dtype=float)
     n = len(depth)
-    return Outlines(h[:, 0], h[:, 1], h[:, 2], np.asarray(depth, float), np.zeros(n),
-                    np.zeros(n), np.zeros((n, len(POINTS), 2)))  # fmt: skip
+    z = np.zeros(n)
+    return Outlines(h[:, 0], h[:, 1], h[:, 2], np.asarray(depth, float), z, z, z, z,
+                    np.zeros((n, len(POINTS), 2)))  # fmt: skip
 
 
 #: a lumbar column of 5 structures (body, disc, body, disc, body), ids 1-5

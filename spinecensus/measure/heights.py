@@ -18,6 +18,10 @@ reproducible on a mask):
 * each endplate line is the least-squares line through the boundary points of its two
   rim bands, 5-15 % of the endplate's length inside each of its corners (the flat ring of
   the endplate, outside the central concavity and the rounded corners);
+* each endplate's direction (its tilt, the alignment and wedge angles) is the
+  least-squares slope of its boundary over 5-35 % of its length inside each corner (the
+  direction bands: more points than the rim bands, so less of the mask's voxel steps; the
+  rim line's slope where the concavity is symmetric about mid-depth);
 * the corners are where the endplate lines meet the wall lines (the corner points of
   six-point morphometry); anterior and posterior heights are the distances between the
   superior and inferior corner of each wall; the middle height is the mean
@@ -54,6 +58,16 @@ from spinecensus.measure.midsagittal import Frames, Moments, initial_frames, pad
 
 #: rim bands for the endplate lines, as fractions of the endplate inside each corner
 RIM_BAND = (0.05, 0.15)
+#: direction bands of the endplates (fractions inside each corner): the endplate's
+#: direction (its tilt, the angles of the alignment and the wedge angles) is the
+#: least-squares slope of the outline here, three times the rim bands' length.  On a binary
+#: mask an endplate's points are quantised to the voxel rows; more of them, at more phases
+#: of the staircase, cut the tilt's scatter (synthetic, 1.0-1.5 mm voxels, seed 7, n = 150:
+#: lordosis error RMS 0.86 -> 0.59 deg, max 2.69 -> 1.87 deg).  A concavity symmetric
+#: about mid-depth leaves the slope unchanged; an off-centre one (a biconcave fracture's
+#: depression reaching into the bands) turns it (0.7 deg on a grade-3 one), which is why
+#: the corners, and so the heights, stay on the rim-band lines
+DIRECTION_BAND = (0.05, 0.35)
 #: central band for the middle height, fraction of the depth either side of mid-depth
 MIDDLE_HALF_BAND = 0.05
 #: rows used for the first wall fit: the middle of the height, fractions from each end
@@ -106,6 +120,9 @@ class Outlines:
     depth: np.ndarray
     slope_superior: np.ndarray
     slope_inferior: np.ndarray
+    #: the endplates' directions, slopes ds/da over the :data:`DIRECTION_BAND`
+    direction_superior: np.ndarray
+    direction_inferior: np.ndarray
     #: (N, 6, 2) the six points ``(a, s)`` in the frame, in the order of :data:`POINTS`
     points: np.ndarray
 
@@ -175,19 +192,32 @@ def _corner(wall: tuple[np.ndarray, ...], plate: tuple[np.ndarray, ...]) -> np.n
     return np.stack([p * s + q, s], axis=1)
 
 
-def _plate(a: np.ndarray, trace: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Endplate lines ``s = m a + b`` through the rim bands of endplates running from
-    ``ends[:, 0]`` to ``ends[:, 1]`` (their corners' ``a``).  A band narrower than the
-    sampling step (an endplate under 10 samples long: a cervical body on 1.5 mm voxels)
-    is widened about its centre to one step, so that it holds a sample and the line is
-    defined."""
-    f0, f1 = RIM_BAND
+def _end_bands(a: np.ndarray, ends: np.ndarray, band: tuple[float, float]) -> np.ndarray:
+    """(N, n) mask of the samples ``a`` in ``band`` (fractions of the endplate inside each
+    corner) at both ends of endplates running from ``ends[:, 0]`` to ``ends[:, 1]``.  A
+    band narrower than the sampling step (an endplate under 10 samples long: a cervical
+    body on 1.5 mm voxels) is widened about its centre to one step, so that it holds a
+    sample."""
+    f0, f1 = band
     span = ends[:, 1] - ends[:, 0]
     inset = 0.5 * (f0 + f1) * span
     half = np.maximum(0.5 * (f1 - f0) * np.abs(span), 0.5 * (a[:, 1] - a[:, 0]))  # mm
-    rim = _band(a, ends[:, 0] + inset - half, ends[:, 0] + inset + half)
-    rim |= _band(a, ends[:, 1] - inset - half, ends[:, 1] - inset + half)
-    return lines(a, trace, rim)
+    sel = _band(a, ends[:, 0] + inset - half, ends[:, 0] + inset + half)
+    sel |= _band(a, ends[:, 1] - inset - half, ends[:, 1] - inset + half)
+    return sel
+
+
+def _plate(a: np.ndarray, trace: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Endplate lines ``s = m a + b`` through the :data:`RIM_BAND` samples of endplates
+    running from ``ends[:, 0]`` to ``ends[:, 1]`` (their corners' ``a``)."""
+    return lines(a, trace, _end_bands(a, ends, RIM_BAND))
+
+
+def _direction(a: np.ndarray, trace: np.ndarray, ends: np.ndarray, rim_slope: np.ndarray):
+    """Endplate slopes ``ds/da`` through the :data:`DIRECTION_BAND` samples (the rim
+    line's ``rim_slope`` where they hold too few points)."""
+    m, _ = lines(a, trace, _end_bands(a, ends, DIRECTION_BAND))
+    return np.where(np.isfinite(m), m, rim_slope)
 
 
 def _wall_rows(s: np.ndarray, wall, sup, inf) -> np.ndarray:
@@ -224,6 +254,7 @@ def outlines(
         )
         ends = {k: np.stack([_corner(walls[0], ln)[:, 0], _corner(walls[1], ln)[:, 0]], 1)
                 for k, ln in (("sup", sup), ("inf", inf))}  # fmt: skip
+    dirs = (_direction(a, top, ends["sup"], sup[0]), _direction(a, bottom, ends["inf"], inf[0]))
     a0, a1 = (p * s_mid + q for p, q in walls)
     depth = a1 - a0
     mid = _band(a, a0 + (0.5 - MIDDLE_HALF_BAND) * depth, a0 + (0.5 + MIDDLE_HALF_BAND) * depth)
@@ -236,7 +267,7 @@ def outlines(
     mids = (np.where(mid, top, np.nan), np.where(mid, bottom, np.nan))
     points = _points(walls, sup, inf, a0 + 0.5 * depth, mids)
     points[bad] = np.nan
-    return Outlines(h_ant, h_mid, h_post, depth, sup[0], inf[0], points)
+    return Outlines(h_ant, h_mid, h_post, depth, sup[0], inf[0], *dirs, points)
 
 
 def _points(
@@ -309,9 +340,9 @@ def measure_structures(
         todo = todo[turn]
     sigma = EDGE_SIGMA_VOXELS * inplane
     out = _refined(vol, ids, sp, frames, m, Outlines(**cols), steps, sigma, step_of)
-    sup = _unit(frames.ap + out.slope_superior[:, None] * frames.si)
-    inf = _unit(frames.ap + out.slope_inferior[:, None] * frames.si)
-    wedge = np.degrees(np.arctan(out.slope_superior) - np.arctan(out.slope_inferior))
+    sup = _unit(frames.ap + out.direction_superior[:, None] * frames.si)
+    inf = _unit(frames.ap + out.direction_inferior[:, None] * frames.si)
+    wedge = np.degrees(np.arctan(out.direction_superior) - np.arctan(out.direction_inferior))
     return Geometries(frames, out, sup, inf, wedge)
 
 

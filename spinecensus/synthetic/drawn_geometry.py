@@ -14,7 +14,9 @@ antero-posterior axis bisects the two endplate lines:
   the rows :data:`MARGIN_ROWS` inside the structure's extent);
 * each endplate line is the least-squares line through the outline's rim bands,
   :data:`RIM_BAND` (5-15 %) of the endplate's length inside each corner: the flat ring of
-  an endplate, outside its central concavity;
+  an endplate, outside its central concavity; each endplate's direction (its tilt, for
+  the angles) the least-squares slope of the outline over :data:`DIRECTION_BAND` (5-35 %)
+  inside each corner;
 * the corners are where the endplate lines meet the walls; the anterior and posterior
   heights are the distances between a wall's two corners, the middle height the mean
   outline-to-outline distance over the central 10 % of the depth (so it includes the
@@ -41,10 +43,12 @@ from spinecensus.synthetic.centreline import Centreline
 from spinecensus.synthetic.column_plan import ColumnPlan
 from spinecensus.synthetic.column_profile import ColumnProfile, endplate_offset
 
-#: rim bands of the endplate lines (fractions of the endplate inside each corner), the
-#: central band of the middle height (fraction of the depth either side of mid-depth) and
-#: the first wall rows (fractions of the height from each end): docs/morphometrics.md
+#: rim bands of the endplate lines and direction bands of the endplates (fractions of the
+#: endplate inside each corner), the central band of the middle height (fraction of the
+#: depth either side of mid-depth) and the first wall rows (fractions of the height from
+#: each end): docs/morphometrics.md
 RIM_BAND = (0.05, 0.15)
+DIRECTION_BAND = (0.05, 0.35)
 MIDDLE_HALF_BAND = 0.05
 MARGIN_ROWS = 0.3
 #: spine-frame grid (mm) the outline is traced on; crossings are interpolated between its
@@ -186,18 +190,22 @@ def _samples(lo: float, hi: float) -> np.ndarray:
 def _six_point(curves: Mapping[str, np.ndarray]):
     """Heights, depth and endplate lines from the outline in a local frame: ``curves``
     maps top/bottom to (n, 2) arrays (a, s) and front/back to (s, a), each sorted by its
-    first column.  Returns (ha, hm, hp, depth, superior line, inferior line)."""
+    first column.  Returns (ha, hm, hp, depth, superior line, inferior line, the
+    endplates' direction slopes (superior, inferior))."""
 
     def at(key: str, x: np.ndarray) -> np.ndarray:
         c = curves[key]
         return np.interp(x, c[:, 0], c[:, 1])
 
-    def plate(key: str, ends: tuple[float, float]) -> tuple[float, float]:
+    def band_samples(ends: tuple[float, float], band: tuple[float, float]) -> np.ndarray:
         e0, e1 = ends
         span = e1 - e0
-        lo, hi = RIM_BAND
-        a = np.concatenate([_samples(e0 + lo * span, e0 + hi * span),
-                            _samples(e1 - hi * span, e1 - lo * span)])  # fmt: skip
+        lo, hi = band
+        return np.concatenate([_samples(e0 + lo * span, e0 + hi * span),
+                               _samples(e1 - hi * span, e1 - lo * span)])  # fmt: skip
+
+    def plate(key: str, ends: tuple[float, float], band=RIM_BAND) -> tuple[float, float]:
+        a = band_samples(ends, band)
         return _fit(a, at(key, a))
 
     s_lo, s_hi = curves["top"][:, 1].min(), curves["bottom"][:, 1].max()
@@ -220,8 +228,10 @@ def _six_point(curves: Mapping[str, np.ndarray]):
     depth = a1 - a0
     mid = _samples(a0 + (0.5 - MIDDLE_HALF_BAND) * depth, a0 + (0.5 + MIDDLE_HALF_BAND) * depth)
     hm = float(np.mean(at("bottom", mid) - at("top", mid)))
+    # the final endplate lines: the direction bands' slope through the rim bands' centroid
     ha, hp = (float(np.linalg.norm(_corner(w, inf) - _corner(w, sup))) for w in walls)
-    return ha, hm, hp, float(depth), sup, inf
+    dirs = tuple(plate(k, ends[k], DIRECTION_BAND)[0] for k in ("top", "bottom"))
+    return ha, hm, hp, float(depth), sup, inf, dirs
 
 
 def _local(points: np.ndarray, centre: np.ndarray, ap: np.ndarray, si: np.ndarray):
@@ -247,13 +257,13 @@ def structure_geometry(
             a, s = _local(world[key], centre, ap, si)
             pair = np.stack([a, s] if key in ("top", "bottom") else [s, a], axis=1)
             curves[key] = pair[np.argsort(pair[:, 0])]
-        ha, hm, hp, depth, sup, inf = _six_point(curves)
+        ha, hm, hp, depth, sup, inf, slopes = _six_point(curves)
         phi = 0.5 * (math.atan(sup[0]) + math.atan(inf[0]))
         if abs(phi) < FRAME_TOL_RAD:
             break
         ap, si = math.cos(phi) * ap + math.sin(phi) * si, -math.sin(phi) * ap + math.cos(phi) * si
     dirs = []
-    for m, _b in (sup, inf):
+    for m in slopes:
         d = ap + m * si
         d = d / np.linalg.norm(d)
         dirs.append((float(d[0]), float(d[1])) if d[1] >= 0 else (float(-d[0]), float(-d[1])))
