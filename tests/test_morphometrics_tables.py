@@ -169,7 +169,8 @@ def test_review_rename_applies_to_morphometrics() -> None:
 
 def test_subject_file_round_trip_and_alignment_table(tmp_path) -> None:
     """Per-subject file (empty for a failure) reads back with the subject column; the
-    alignment table has one row per subject, null where absent (synthetic)."""
+    alignment table has one row per subject, null where absent, with the reason where a
+    withheld outline nulled an angle (synthetic)."""
     df = _morpho({"A": [20.0]}).drop_columns(["subject"]).to_pandas()
     mt.write_subject_morphometrics("A", df, tmp_path / "A.parquet")
     mt.write_subject_morphometrics("B", None, tmp_path / "B.parquet")
@@ -180,9 +181,25 @@ def test_subject_file_round_trip_and_alignment_table(tmp_path) -> None:
         [
             {"subject": "B", "status": "failed"},
             {"subject": "A", "alignment": {"lordosis_deg": 45.0, "kyphosis_deg": None}},
+            {
+                "subject": "C",
+                "alignment": {
+                    "lordosis_deg": None,
+                    "kyphosis_deg": 30.0,
+                    "withheld": {"lordosis_deg": "L6-S1: frame_disagrees"},
+                },
+            },
         ]
     ).to_pylist()
+    none = {"lordosis_withheld": None, "kyphosis_withheld": None}
     assert al == [
-        {"subject": "A", "lordosis_deg": 45.0, "kyphosis_deg": None},
-        {"subject": "B", "lordosis_deg": None, "kyphosis_deg": None},
+        {"subject": "A", "lordosis_deg": 45.0, "kyphosis_deg": None, **none},
+        {"subject": "B", "lordosis_deg": None, "kyphosis_deg": None, **none},
+        {
+            "subject": "C",
+            "lordosis_deg": None,
+            "kyphosis_deg": 30.0,
+            "lordosis_withheld": "L6-S1: frame_disagrees",
+            "kyphosis_withheld": None,
+        },
     ]

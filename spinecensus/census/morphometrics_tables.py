@@ -10,7 +10,8 @@ and the alignment into ``summary.json`` (key ``alignment``).  The ``aggregate`` 
   :data:`spinecensus.measure.morphometrics.COLUMNS` plus ``stratum`` and ``z_<measure>``
   for :data:`Z_MEASURES`;
 * ``spine_alignment.parquet``: one row per subject (``lordosis_deg``, ``kyphosis_deg``,
-  degrees, null where not in view or the subject failed);
+  degrees, null where not in view or the subject failed; ``lordosis_withheld``,
+  ``kyphosis_withheld``: why an angle is null where a withheld outline caused it);
 * ``reference.parquet``: per ``label`` x ``stratum`` x ``measure``: ``n`` and the 5th, 25th,
   50th, 75th and 95th percentiles (numpy's linear interpolation).
 
@@ -74,6 +75,10 @@ ALIGNMENT_SCHEMA = pa.schema(
         pa.field("subject", pa.string()),
         pa.field("lordosis_deg", pa.float64(), metadata={"unit": "degree"}),
         pa.field("kyphosis_deg", pa.float64(), metadata={"unit": "degree"}),
+        # why the angle is null where a withheld outline is the cause (measure_flag of the
+        # structure named, e.g. "L6-S1: frame_disagrees"); null otherwise
+        pa.field("lordosis_withheld", pa.string()),
+        pa.field("kyphosis_withheld", pa.string()),
     ]
 )
 
@@ -105,16 +110,26 @@ def read_morphometrics(paths: Sequence[str | os.PathLike[str]]) -> pa.Table:
 
 
 def alignment_table(summaries: Sequence[Mapping[str, Any]]) -> pa.Table:
-    """One row per subject: lordosis and kyphosis (degrees) from ``summary["alignment"]``;
-    null where not in view, or the subject failed."""
+    """One row per subject: lordosis and kyphosis (degrees) from ``summary["alignment"]``,
+    null where not in view, or the subject failed; and, for a null angle that a withheld
+    outline caused, the reason (``alignment["withheld"]``, a string per angle)."""
     rows = [(str(s["subject"]), s.get("alignment") or {}) for s in summaries]
     rows.sort(key=lambda r: r[0])
 
     def col(key: str) -> pa.Array:
         return pa.array([a.get(key) for _s, a in rows], pa.float64())
 
+    def why(key: str) -> pa.Array:
+        return pa.array([(a.get("withheld") or {}).get(key) for _s, a in rows], pa.string())
+
     return pa.Table.from_arrays(
-        [pa.array([s for s, _a in rows], pa.string()), col("lordosis_deg"), col("kyphosis_deg")],
+        [
+            pa.array([s for s, _a in rows], pa.string()),
+            col("lordosis_deg"),
+            col("kyphosis_deg"),
+            why("lordosis_deg"),
+            why("kyphosis_deg"),
+        ],
         schema=ALIGNMENT_SCHEMA,
     )
 
