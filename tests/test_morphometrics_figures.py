@@ -174,11 +174,14 @@ def test_curves_png_two_bands_no_ages_and_empty(tmp_path):
     morpho, subjects = _cohort()
     strata = {"strata": ["sex"], "age_column": "age", "age_bins": [0, 30, 40, 70, 80]}
     _write_tables(tmp_path, morpho, subjects, strata)
-    morphometrics_curves(tmp_path, tmp_path / "bands.png")
+    morphometrics_curves(tmp_path, tmp_path / "bands.png", min_n=1)
     pooled = tmp_path / "pooled"
     pooled.mkdir()
     _write_tables(pooled, morpho, subjects.drop(columns="age"), strata)
-    morphometrics_curves(pooled, pooled / "one.png")
+    morphometrics_curves(pooled, pooled / "one.png", min_n=1)
+    # 3 and 2 subjects per band: under the default minimum no band is drawn, pooled (5) is
+    morphometrics_curves(tmp_path, tmp_path / "sparse.png")
+    morphometrics_curves(pooled, pooled / "pooled_default.png")
     empty = morpho.iloc[:0]
     curves_png(empty, age_bands(subjects, StrataSpec()), tmp_path / "empty.png")
     for png in (tmp_path / "bands.png", pooled / "one.png", tmp_path / "empty.png"):
@@ -186,6 +189,10 @@ def test_curves_png_two_bands_no_ages_and_empty(tmp_path):
     banded = np.asarray(Image.open(tmp_path / "bands.png").convert("RGB")).reshape(-1, 3)
     single = np.asarray(Image.open(pooled / "one.png").convert("RGB")).reshape(-1, 3)
     assert len(np.unique(banded, axis=0)) > len(np.unique(single, axis=0))
+    sparse = np.asarray(Image.open(tmp_path / "sparse.png").convert("RGB")).reshape(-1, 3)
+    pooled_default = np.asarray(Image.open(pooled / "pooled_default.png").convert("RGB"))
+    assert len(np.unique(sparse, axis=0)) < len(np.unique(single, axis=0))
+    assert len(np.unique(pooled_default.reshape(-1, 3), axis=0)) > len(np.unique(sparse, axis=0))
 
 
 def test_cohort_qc_cli_takes_the_morphometrics_png():

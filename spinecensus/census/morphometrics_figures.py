@@ -8,7 +8,8 @@ by age band, drawn from the cohort tables (the ``cohort_qc`` rule).
   percentiles of one measure.
 * :func:`curves_png` — two panels: the vertebral bodies' posterior height (mm) and the
   discs' height index (Farfan's, dimensionless), one line per age band (the median) with
-  its interquartile band, levels cranio-caudal (:func:`spinecensus.anatomy.labels.sort_key`).
+  its interquartile band, levels cranio-caudal (:func:`spinecensus.anatomy.labels.sort_key`);
+  a band's point at a level is drawn only from at least :data:`MIN_CURVE_N` values.
 * :func:`morphometrics_curves` — the figure from ``morphometrics.parquet``,
   ``subjects.parquet`` and the strata recorded in ``reference.parquet``.
 
@@ -39,6 +40,9 @@ PANELS = (
     ("vertebra", "height_posterior_mm", "vertebral body posterior height (mm)"),
     ("disc", "disc_height_index", "disc height index (Farfan, 1)"),
 )
+#: a band's median and IQR at a level are drawn from at least this many values (fewer
+#: say little: a handful of subjects in an outer age band would draw a noisy line)
+MIN_CURVE_N = 5
 #: the columns of ``morphometrics.parquet`` the figure reads
 COLUMNS = ("subject", "label", "kind", "truncated", *(m for _k, m, _l in PANELS))
 
@@ -88,8 +92,13 @@ def _level_key(name: str) -> float:
         return 1e9
 
 
-def _panel(ax: Any, curves: pd.DataFrame, bands: list[str], counts: pd.Series, ylabel: str) -> None:
-    """One panel: a median line and an interquartile band per age band, levels on x."""
+def _panel(
+    ax: Any, curves: pd.DataFrame, bands: list[str], counts: pd.Series, ylabel: str, min_n: int
+) -> None:
+    """One panel: a median line and an interquartile band per age band, levels on x; a
+    level with fewer than ``min_n`` values in a band is a gap in that band's line."""
+    sparse = curves["n"].to_numpy(float) < min_n
+    curves = curves.assign(**{k: curves[k].where(~sparse) for k in ("p25", "p50", "p75")})
     levels = sorted(set(curves["label"]), key=_level_key)
     if not levels:
         ax.text(0.5, 0.5, "no measurements", ha="center", transform=ax.transAxes)
@@ -99,7 +108,7 @@ def _panel(ax: Any, curves: pd.DataFrame, bands: list[str], counts: pd.Series, y
     colours = pyplot().get_cmap("viridis")(np.linspace(0.0, 0.9, max(len(bands), 1)))
     for colour, band in zip(colours, bands, strict=False):
         c = curves[curves["band"] == band]
-        if c.empty:
+        if c.empty or c["p50"].isna().all():
             continue
         c = c.iloc[np.argsort([x[n] for n in c["label"]])]
         xs = np.array([x[n] for n in c["label"]])
@@ -109,7 +118,8 @@ def _panel(ax: Any, curves: pd.DataFrame, bands: list[str], counts: pd.Series, y
         ax.fill_between(xs, c["p25"], c["p75"], color=colour, alpha=0.18, linewidth=0)
     ax.set_xticks(np.arange(len(levels)), levels, rotation=90, fontsize=7)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # no band had enough values: no legend to draw
+        ax.legend(fontsize=7)
 
 
 def curves_png(
@@ -117,10 +127,12 @@ def curves_png(
     bands: pd.Series,
     path: str | os.PathLike[str],
     order: list[str] | None = None,
+    min_n: int = MIN_CURVE_N,
 ) -> None:
     """Two panels (module docstring) from the rows of ``morphometrics.parquet`` (the
     :data:`COLUMNS`; rows already restricted to the reference's) and each subject's age
-    band ``bands`` (:func:`age_bands`); ``order``: the bands' order (default: sorted)."""
+    band ``bands`` (:func:`age_bands`); ``order``: the bands' order (default: sorted);
+    ``min_n``: the fewest values a band's point at a level is drawn from."""
     plt = pyplot()
     df = morphometrics.assign(band=morphometrics["subject"].astype(str).map(bands))
     counts = pd.Series(bands).dropna().value_counts()
@@ -129,9 +141,10 @@ def curves_png(
     fig, axes = plt.subplots(2, 1, figsize=(12, 7.5))
     for ax, (kind, measure, ylabel) in zip(axes, PANELS, strict=True):
         rows = df[(df["kind"] == kind) & ~df["truncated"].astype(bool)]
-        _panel(ax, level_curves(rows, measure), order, counts, ylabel)
+        _panel(ax, level_curves(rows, measure), order, counts, ylabel, min_n)
     unknown = int(pd.Series(bands).isna().sum())
     title = "median and interquartile range per level, by age band"
+    title += f" (where a band has >= {min_n} values)" if min_n > 1 else ""
     if unknown:
         title += f" ({unknown} subject{'s' * (unknown > 1)} without an age not drawn)"
     fig.suptitle(title)
@@ -150,9 +163,12 @@ def _spec(tables_dir: Path) -> StrataSpec:
     return StrataSpec.from_config(json.loads(meta.get("config", "{}")))
 
 
-def morphometrics_curves(tables_dir: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+def morphometrics_curves(
+    tables_dir: str | os.PathLike[str], path: str | os.PathLike[str], min_n: int = MIN_CURVE_N
+) -> None:
     """The figure from ``tables_dir/{morphometrics,subjects,reference}.parquet``: the rows
-    of processed subjects not excluded by review (as in the reference percentiles)."""
+    of processed subjects not excluded by review (as in the reference percentiles); points
+    from fewer than ``min_n`` values are not drawn."""
     import pyarrow.parquet as pq
 
     from spinecensus.review.overrides import EXCLUDED
@@ -165,4 +181,4 @@ def morphometrics_curves(tables_dir: str | os.PathLike[str], path: str | os.Path
     keep = subj["processed"].astype(bool) & (final.astype("object") != EXCLUDED)
     subj = subj[keep.to_numpy(bool)]
     morpho = morpho[morpho["subject"].astype(str).isin(set(subj["subject"].astype(str)))]
-    curves_png(morpho, age_bands(subj, spec), path, band_order(spec) + [ALL_AGES])
+    curves_png(morpho, age_bands(subj, spec), path, band_order(spec) + [ALL_AGES], min_n)
