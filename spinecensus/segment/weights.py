@@ -13,11 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spinecensus.io import InputError, atomic_path, write_json
+from spinecensus.review.provenance import git_commit
 from spinecensus.segment.network import build_network
 from spinecensus.segment.predict import SegmentationModel
 from spinecensus.segment.runners import OnnxRunner, TorchRunner, resolve_precision
@@ -91,22 +91,6 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
-    """Current git commit of the repository (None outside a git checkout)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=cwd or Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def sidecar_path(weights: str | os.PathLike[str]) -> Path:
     return Path(weights).with_suffix(".json")
 
@@ -126,8 +110,8 @@ def save_weights(net: torch.nn.Module, spec: ModelSpec, path: str | os.PathLike[
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     spec.sha256 = sha256_file(path)
-    if spec.git_commit is None:
-        spec.git_commit = git_commit()
+    if spec.git_commit is None:  # the checkout's commit, "+dirty" when it has edits
+        spec.git_commit = git_commit() or None
     write_json(spec.to_dict(), sidecar_path(path))
     return path
 
