@@ -52,9 +52,16 @@ from spinecensus.measure.boundaries import (
     coarse_traces,
     fine_traces,
     middle_across_slices,
-    quiet,
+    nanmean,
 )
-from spinecensus.measure.midsagittal import Frames, Moments, initial_frames, padded, plane_extents
+from spinecensus.measure.midsagittal import (
+    Frames,
+    Moments,
+    hinted_frames,
+    initial_frames,
+    padded,
+    plane_extents,
+)
 
 #: rim bands for the endplate lines, as fractions of the endplate inside each corner
 RIM_BAND = (0.05, 0.15)
@@ -146,85 +153,86 @@ class Geometries:
 
 
 def _band(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """(N, n) mask of ``x`` between ``lo`` and ``hi`` (N,) (either order)."""
-    return (x >= np.minimum(lo, hi)[:, None]) & (x <= np.maximum(lo, hi)[:, None])
+    """(..., N, n) mask of ``x`` (N, n) between ``lo`` and ``hi`` (..., N) (either order)."""
+    return (x >= np.minimum(lo, hi)[..., None]) & (x <= np.maximum(lo, hi)[..., None])
+
+
+def _fit(x: np.ndarray, y: np.ndarray, sel: np.ndarray) -> tuple[np.ndarray, ...]:
+    """:func:`lines`, with the mask of the points used and their count."""
+    ok = sel & np.isfinite(y)
+    cnt = np.add.reduce(ok, axis=-1)
+    sum_ = np.add.reduce
+    y0 = np.where(ok, y, 0.0)
+    # ``x`` is finite (a grid): a product with the mask zeroes what a where would, and
+    # costs less; the sums are the same sums, so the same numbers (up to the sign of 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xm = sum_(x * ok, axis=-1) / cnt
+        ym = sum_(y0, axis=-1) / cnt
+        dx = (x - xm[..., None]) * ok
+        dy = (y0 - ym[..., None]) * ok
+        sxx = sum_(dx * dx, axis=-1)
+        slope = np.where(sxx > 1e-12, sum_(dx * dy, axis=-1) / sxx, np.nan)
+    return slope, ym - slope * xm, ok, cnt
 
 
 def lines(x: np.ndarray, y: np.ndarray, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares lines ``y = slope * x + icpt`` per row through the finite selected
-    points of (N, n) arrays; NaN where fewer than two distinct ``x``."""
-    ok = sel & np.isfinite(y)
-    cnt = ok.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        xm = np.where(ok, x, 0.0).sum(axis=1) / cnt
-        ym = np.where(ok, y, 0.0).sum(axis=1) / cnt
-        dx = np.where(ok, x - xm[:, None], 0.0)
-        dy = np.where(ok, y - ym[:, None], 0.0)
-        sxx = (dx * dx).sum(axis=1)
-        slope = np.where(sxx > 1e-12, (dx * dy).sum(axis=1) / sxx, np.nan)
-    return slope, ym - slope * xm
+    """Least-squares lines ``y = slope * x + icpt`` along the last axis through the finite
+    selected points of ``y`` (..., N, n) (``x`` (N, n) and ``sel`` broadcast to it); NaN
+    where fewer than two distinct ``x``."""
+    slope, icpt, _ok, _cnt = _fit(x, y, sel)
+    return slope, icpt
 
 
 def _median(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """Per row, the median of ``x[ok]`` (NaN where none): a sort, cheaper than nanmedian."""
-    v = np.sort(np.where(ok, x, np.inf), axis=1)
-    cnt = ok.sum(axis=1)
-    lo = np.take_along_axis(v, np.maximum((cnt - 1) // 2, 0)[:, None], axis=1)[:, 0]
-    hi = np.take_along_axis(v, np.maximum(cnt // 2, 0)[:, None], axis=1)[:, 0]
+    """Along the last axis, the median of ``x[ok]`` (NaN where none): a sort, cheaper
+    than nanmedian."""
+    v = np.sort(np.where(ok, x, np.inf), axis=-1)
+    cnt = ok.sum(axis=-1)
+    lo = np.take_along_axis(v, np.maximum((cnt - 1) // 2, 0)[..., None], axis=-1)[..., 0]
+    hi = np.take_along_axis(v, np.maximum(cnt // 2, 0)[..., None], axis=-1)[..., 0]
     return np.where(cnt > 0, 0.5 * (lo + hi), np.nan)
 
 
 def _walls(s: np.ndarray, trace: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Wall lines ``a = p * s + q``; a vertical line through the median of the selected
-    rows where there are fewer than 3 (a thin disc on a coarse grid)."""
-    p, q = lines(s, trace, rows)
-    ok = rows & np.isfinite(trace)
-    enough = (ok.sum(axis=1) >= 3) & np.isfinite(p)
+    """Wall lines ``a = p * s + q``, ``p`` and ``q`` (2, N) for the front and back
+    ``trace`` (2, N, n_s) over the ``rows`` (N or 2 x N, n_s); a vertical line through the
+    median of the selected rows where there are fewer than 3 (a thin disc, coarse grid)."""
+    p, q, ok, cnt = _fit(s, trace, rows)
+    enough = (cnt >= 3) & np.isfinite(p)
     if enough.all():  # the usual case: no median needed
         return p, q
-    return np.where(enough, p, 0.0), np.where(enough, q, _median(trace, ok))
+    few = ~enough  # the median of those rows only
+    q = q.copy()
+    q[few] = _median(np.broadcast_to(trace, ok.shape)[few], ok[few])
+    return np.where(enough, p, 0.0), q
 
 
-def _corner(wall: tuple[np.ndarray, ...], plate: tuple[np.ndarray, ...]) -> np.ndarray:
-    """(N, 2) = (a, s) where the wall ``a = p s + q`` meets the endplate ``s = m a + b``."""
-    (p, q), (m, b) = wall, plate
+def _corners(
+    walls: tuple[np.ndarray, ...], plates: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, ...]:
+    """``(a, s)``, each (2, 2, N) indexed [wall, endplate]: where the walls (front, back)
+    ``a = p s + q`` meet the endplates (superior, inferior) ``s = m a + b``."""
+    (p, q), (m, b) = walls, plates
+    p, q = p[:, None], q[:, None]
     s = (m * q + b) / (1.0 - m * p)
-    return np.stack([p * s + q, s], axis=1)
+    return p * s + q, s
 
 
-def _end_bands(a: np.ndarray, ends: np.ndarray, band: tuple[float, float]) -> np.ndarray:
-    """(N, n) mask of the samples ``a`` in ``band`` (fractions of the endplate inside each
-    corner) at both ends of endplates running from ``ends[:, 0]`` to ``ends[:, 1]``.  A
-    band narrower than the sampling step (an endplate under 10 samples long: a cervical
-    body on 1.5 mm voxels) is widened about its centre to one step, so that it holds a
-    sample."""
+def _end_bands(
+    a: np.ndarray, front: np.ndarray, back: np.ndarray, band: tuple[float, float]
+) -> np.ndarray:
+    """(..., N, n) mask of the samples ``a`` (N, n) in ``band`` (fractions of the endplate
+    inside each corner) at both ends of endplates running from ``front`` to ``back`` (...,
+    N) (their corners' ``a``).  A band narrower than the sampling step (an endplate under
+    10 samples long: a cervical body on 1.5 mm voxels) is widened about its centre to one
+    step, so that it holds a sample."""
     f0, f1 = band
-    span = ends[:, 1] - ends[:, 0]
+    span = back - front
     inset = 0.5 * (f0 + f1) * span
     half = np.maximum(0.5 * (f1 - f0) * np.abs(span), 0.5 * (a[:, 1] - a[:, 0]))  # mm
-    sel = _band(a, ends[:, 0] + inset - half, ends[:, 0] + inset + half)
-    sel |= _band(a, ends[:, 1] - inset - half, ends[:, 1] - inset + half)
+    sel = _band(a, front + inset - half, front + inset + half)
+    sel |= _band(a, back - inset - half, back - inset + half)
     return sel
-
-
-def _plate(a: np.ndarray, trace: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Endplate lines ``s = m a + b`` through the :data:`RIM_BAND` samples of endplates
-    running from ``ends[:, 0]`` to ``ends[:, 1]`` (their corners' ``a``)."""
-    return lines(a, trace, _end_bands(a, ends, RIM_BAND))
-
-
-def _direction(a: np.ndarray, trace: np.ndarray, ends: np.ndarray, rim_slope: np.ndarray):
-    """Endplate slopes ``ds/da`` through the :data:`DIRECTION_BAND` samples (the rim
-    line's ``rim_slope`` where they hold too few points)."""
-    m, _ = lines(a, trace, _end_bands(a, ends, DIRECTION_BAND))
-    return np.where(np.isfinite(m), m, rim_slope)
-
-
-def _wall_rows(s: np.ndarray, wall, sup, inf) -> np.ndarray:
-    """Rows of the middle half of each wall between its two corners."""
-    top, bot = _corner(wall, sup)[:, 1], _corner(wall, inf)[:, 1]
-    quarter = 0.25 * (bot - top)
-    return _band(s, top + quarter, bot - quarter)
 
 
 def outlines(
@@ -236,55 +244,50 @@ def outlines(
 ) -> Outlines:
     """Heights, depth and endplate lines (module docstring) from the boundaries of
     :mod:`spinecensus.measure.boundaries` (``top``, ``bottom`` along the columns ``a``,
-    ``front``, ``back`` along the rows ``s``); NaN where the depth is under ``min_depth``
-    mm.  ``refinements``: passes refining walls and rim bands from each other."""
-    top, bottom, front, back = boundaries
-    with quiet():
-        s_lo, s_hi = np.nanmin(top, axis=1), np.nanmax(bottom, axis=1)
+    ``front``, ``back`` along the rows ``s``, stacked as
+    :data:`~spinecensus.measure.boundaries.Traces`); NaN where the depth is under
+    ``min_depth`` mm.  ``refinements``: passes refining walls and rim bands from each
+    other.  Both endplates, both walls and the four corners are fitted at once."""
+    plates, sides = boundaries
+    s_lo, s_hi = np.fmin.reduce(plates[0], axis=-1), np.fmax.reduce(plates[1], axis=-1)
     rows = _band(s, s_lo + MARGIN_ROWS * (s_hi - s_lo), s_hi - MARGIN_ROWS * (s_hi - s_lo))
-    walls = (_walls(s, front, rows), _walls(s, back, rows))
+    walls = _walls(s, sides, rows)
     s_mid = 0.5 * (s_lo + s_hi)
-    a0, a1 = (p * s_mid + q for p, q in walls)
-    ends = {"sup": np.stack([a0, a1], 1), "inf": np.stack([a0, a1], 1)}
+    front, back = walls[0] * s_mid + walls[1]  # the walls at mid-height: both endplates'
     for _pass in range(refinements + 1):
-        sup, inf = _plate(a, top, ends["sup"]), _plate(a, bottom, ends["inf"])
-        walls = tuple(
-            _walls(s, trace, _wall_rows(s, wall, sup, inf))
-            for wall, trace in zip(walls, (front, back), strict=True)
-        )
-        ends = {k: np.stack([_corner(walls[0], ln)[:, 0], _corner(walls[1], ln)[:, 0]], 1)
-                for k, ln in (("sup", sup), ("inf", inf))}  # fmt: skip
-    dirs = (_direction(a, top, ends["sup"], sup[0]), _direction(a, bottom, ends["inf"], inf[0]))
-    a0, a1 = (p * s_mid + q for p, q in walls)
+        rim = lines(a, plates, _end_bands(a, front, back, RIM_BAND))  # (m, b), (2, N) each
+        _ca, cs = _corners(walls, rim)
+        quarter = 0.25 * (cs[:, 1] - cs[:, 0])  # each wall's middle half between its corners
+        walls = _walls(s, sides, _band(s, cs[:, 0] + quarter, cs[:, 1] - quarter))
+        ca, cs = _corners(walls, rim)
+        front, back = ca  # each endplate's corners' a
+    m = lines(a, plates, _end_bands(a, front, back, DIRECTION_BAND))[0]
+    dirs = np.where(np.isfinite(m), m, rim[0])
+    a0, a1 = walls[0] * s_mid + walls[1]
     depth = a1 - a0
     mid = _band(a, a0 + (0.5 - MIDDLE_HALF_BAND) * depth, a0 + (0.5 + MIDDLE_HALF_BAND) * depth)
-    h_mid = np.where(mid, bottom - top, np.nan)
-    with quiet():
-        h_mid = np.nanmean(h_mid, axis=1)
-    h_ant, h_post = (np.linalg.norm(_corner(w, inf) - _corner(w, sup), axis=1) for w in walls)
+    h_mid = nanmean(np.where(mid, plates[1] - plates[0], np.nan))
+    da, ds = ca[:, 1] - ca[:, 0], cs[:, 1] - cs[:, 0]
+    h_ant, h_post = np.sqrt(da * da + ds * ds)  # each wall's corner to corner
     bad = ~(depth > min_depth)
     h_ant, h_mid, h_post, depth = (np.where(bad, np.nan, x) for x in (h_ant, h_mid, h_post, depth))
-    mids = (np.where(mid, top, np.nan), np.where(mid, bottom, np.nan))
-    points = _points(walls, sup, inf, a0 + 0.5 * depth, mids)
+    points = _points(ca, cs, a0 + 0.5 * depth, nanmean(np.where(mid, plates, np.nan)))
     points[bad] = np.nan
-    return Outlines(h_ant, h_mid, h_post, depth, sup[0], inf[0], *dirs, points)
+    return Outlines(h_ant, h_mid, h_post, depth, rim[0][0], rim[0][1], dirs[0], dirs[1], points)
 
 
-def _points(
-    walls: tuple[tuple[np.ndarray, ...], ...],
-    sup: tuple[np.ndarray, ...],
-    inf: tuple[np.ndarray, ...],
-    a_mid: np.ndarray,
-    central: tuple[np.ndarray, np.ndarray],
-) -> np.ndarray:
-    """(N, 6, 2) the :data:`POINTS` ``(a, s)`` in the frame, mm: the four corners, and the
-    middle height's ends at mid-depth ``a_mid`` (``s`` the mean of the superior and of the
-    inferior boundary ``central`` (N, n), NaN outside the central band), for drawing
-    (:mod:`spinecensus.census.subject_qc`)."""
-    with quiet():
-        mids = [np.stack([a_mid, np.nanmean(x, axis=1)], axis=1) for x in central]
-    corners = [_corner(w, plate) for plate in (sup, inf) for w in walls]
-    return np.stack([*corners, *mids], axis=1)
+def _points(ca: np.ndarray, cs: np.ndarray, a_mid: np.ndarray, s_mid: np.ndarray) -> np.ndarray:
+    """(N, 6, 2) the :data:`POINTS` ``(a, s)`` in the frame, mm: the corners ``(ca, cs)``
+    (2, 2, N) [wall, endplate] of :func:`_corners`, and the middle height's ends at
+    mid-depth ``a_mid`` (N,), ``s_mid`` (2, N) the mean superior and inferior boundary over
+    the central band, for drawing (:mod:`spinecensus.census.subject_qc`)."""
+    n = a_mid.shape[0]
+    points = np.empty((n, len(POINTS), 2))
+    points[:, :4, 0] = ca.transpose(2, 1, 0).reshape(n, 4)  # endplate-major, as POINTS
+    points[:, :4, 1] = cs.transpose(2, 1, 0).reshape(n, 4)
+    points[:, 4:, 0] = a_mid[:, None]
+    points[:, 4:, 1] = s_mid.T
+    return points
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -297,9 +300,12 @@ def measure_structures(
     m: Moments,
     spacing_mm,
     si_hint: np.ndarray | None = None,
+    first: Frames | None = None,
 ) -> Geometries:
     """Measure the instances ``ids`` of ``instances`` (canonical order) with their moments
-    ``m``; ``si_hint`` (N, 3), NaN rows for none: first guesses of their inferior axes.
+    ``m``; ``si_hint`` (N, 3), NaN rows for none: first guesses of their inferior axes;
+    ``first``: :func:`~spinecensus.measure.midsagittal.initial_frames` of ``m`` without
+    a hint, when the caller has them.
 
     Each frame is turned until its structure's endplate bisector is within
     :data:`ANGLE_TOL_DEG` (at most :data:`MAX_ITERATIONS` coarse samplings of the whole
@@ -309,7 +315,12 @@ def measure_structures(
     whose fine outline fails keeps its coarse one."""
     sp = np.asarray(spacing_mm, dtype=float)
     vol = padded(instances)
-    frames = initial_frames(m, si_hint)
+    if first is None:
+        frames = initial_frames(m, si_hint)
+    elif si_hint is None:
+        frames = first
+    else:
+        frames = hinted_frames(first, si_hint)
     inplane = min(sp[1], sp[2])
     steps = (float(np.clip(EDGE_STEP_VOXELS * inplane, 0.1, 0.75)),
              float(np.clip(ACROSS_STEP_VOXELS * inplane, 0.2, 1.5)))  # fmt: skip
@@ -322,14 +333,12 @@ def measure_structures(
             for k in Outlines.__dataclass_fields__}  # fmt: skip
     todo = np.arange(n)
     for it in range(MAX_ITERATIONS):
-        for step in np.unique(step_of[todo]):
-            group = todo[step_of[todo] == step]
-            sub = _take(frames, group)
-            margin = float(max(sp[1], sp[2])) + 2 * step
-            ext = plane_extents(m.take(group), sub, margin)
-            out = outlines(*coarse_traces(vol, ids[group], sp, sub, ext, step), 2 * steps[1])
-            for k in cols:
-                cols[k][group] = getattr(out, k)
+        # one batch whatever the steps: each structure is sampled on its own grid
+        sub, step = _take(frames, todo), step_of[todo]
+        ext = plane_extents(m.take(todo), sub, float(max(sp[1], sp[2])) + 2 * step)
+        out = outlines(*coarse_traces(vol, ids[todo], sp, sub, ext, step), 2 * steps[1])
+        for k in cols:
+            cols[k][todo] = getattr(out, k)
         phi = 0.5 * (
             np.arctan(cols["slope_superior"][todo]) + np.arctan(cols["slope_inferior"][todo])
         )

@@ -160,14 +160,25 @@ def initial_frames(m: Moments, si_hint: np.ndarray | None = None) -> Frames:
     small = evecs[:, :, 0]  # (N, 2) in (e1, e2)
     use = (evals[:, 1] >= DISTINCT * np.maximum(evals[:, 0], 1e-9)) & (np.abs(small[:, 0]) >= 0.5)
     si = np.where(use[:, None], small[:, :1] * e1 + small[:, 1:] * e2, e1)
-    if si_hint is not None:
-        hint = np.asarray(si_hint, dtype=float)
-        ok = np.isfinite(hint).all(axis=1)
-        hint = np.where(ok[:, None], hint, si)
-        ok &= np.abs(np.sum(_unit(hint) * lr, axis=1)) < 0.9
-        si = np.where(ok[:, None], _in_plane(hint, lr), si)
     si = _unit(si) * np.where(si[:, 1:2] < 0, -1.0, 1.0)
-    return Frames(m.centroid.copy(), lr, si, _unit(np.cross(lr, si)))
+    frames = Frames(m.centroid.copy(), lr, si, _unit(np.cross(lr, si)))
+    return frames if si_hint is None else hinted_frames(frames, si_hint)
+
+
+def hinted_frames(first: Frames, si_hint: np.ndarray) -> Frames:
+    """The frames of :func:`initial_frames` given its ``si_hint`` (N, 3), from its
+    frames without one (``first``): each hint that is finite and not within 26 deg of the
+    plane's normal, projected into the plane, is the inferior axis."""
+    lr, si = first.lr, first.si
+    hint = np.asarray(si_hint, dtype=float)
+    ok = np.isfinite(hint).all(axis=1)
+    hint = np.where(ok[:, None], hint, si)
+    with np.errstate(invalid="ignore", divide="ignore"):  # rows not ok are dropped
+        ok &= np.abs(np.sum(_unit(hint) * lr, axis=1)) < 0.9
+        inplane = _in_plane(hint, lr)
+        turned = _unit(inplane) * np.where(inplane[:, 1:2] < 0, -1.0, 1.0)
+    si = np.where(ok[:, None], turned, si)
+    return Frames(first.centre, lr, si, _unit(np.cross(lr, si)))
 
 
 def plane_extents(m: Moments, frames: Frames, margin: float) -> np.ndarray:
@@ -183,22 +194,38 @@ def plane_extents(m: Moments, frames: Frames, margin: float) -> np.ndarray:
 
 
 def voxel_coords(
-    centre: np.ndarray, si: np.ndarray, ap: np.ndarray, a: np.ndarray, s: np.ndarray, spacing_mm
+    centre: np.ndarray,
+    si: np.ndarray,
+    ap: np.ndarray,
+    a: np.ndarray,
+    s: np.ndarray,
+    spacing_mm,
+    s_last: bool = False,
 ) -> list[np.ndarray]:
     """Coordinates, in voxels of the padded volume (:func:`padded`), of the points
     ``centre + s * si + a * ap`` (mm): ``centre``, ``si``, ``ap`` (N, 3), ``a`` (N, ...,
     n_a) and ``s`` (N, ..., n_s) mm, the ``...`` the same; three float32 arrays (N, ...,
     n_s, n_a), one per canonical axis (float32: the sampling is memory-bound, and its
-    rounding, 1e-5 voxel, does not matter)."""
+    rounding, 1e-5 voxel, does not matter); ``s_last``: (N, ..., n_a, n_s), the same
+    numbers (summed in the same order)."""
     sp = np.asarray(spacing_mm, dtype=float)
     extra = (1,) * (a.ndim - 2)
     out = []
     for ax in range(3):
-        c = (centre[:, ax] / sp[ax] + 1.0).astype(np.float32).reshape((-1,) + extra + (1, 1))
+        c = (centre[:, ax] / sp[ax] + 1.0).astype(np.float32).reshape((-1,) + extra + (1,))
         ss = (s * (si[:, ax] / sp[ax]).reshape((-1,) + extra + (1,))).astype(np.float32)
         aa = (a * (ap[:, ax] / sp[ax]).reshape((-1,) + extra + (1,))).astype(np.float32)
-        out.append(c + ss[..., :, None] + aa[..., None, :])
+        out.append(_outer_sum(aa, c + ss) if s_last else _outer_sum(c + ss, aa))
     return out
+
+
+def _outer_sum(col: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """``col[..., :, None] + row[..., None, :]`` ((..., n) and (..., m) -> (..., n, m)) with
+    both operands repeated out first: the same sums, but numpy's broadcast add runs its
+    inner loop over the short last axis, several times slower than a plain add."""
+    n, m = col.shape[-1], row.shape[-1]
+    cols = np.repeat(col, m, axis=-1).reshape(col.shape + (m,))
+    return cols + np.repeat(row[..., None, :], n, axis=-2)
 
 
 def sample_points(
@@ -214,7 +241,8 @@ def sample_points(
     several times the plain ones): the fractions are float32 and exact (``x - trunc(x)`` of
     a float32 is representable), and a product of two float32 numbers rounds to the same
     float32 whether it is formed in float32 or float64; the gathers index with ``intp``
-    (numpy converts any other index type first)."""
+    (numpy converts any other index type first) through ``ndarray.take`` (cheaper than
+    fancy indexing; the indices are clipped into the volume)."""
     shape = instances_padded.shape
     strides = (shape[1] * shape[2], shape[2], 1)
     base = np.zeros(coords[0].shape, dtype=np.int32)
@@ -235,9 +263,9 @@ def sample_points(
     fx, fy, fz = frac
 
     def lerp(f: np.ndarray) -> np.ndarray:  # along the columns; moves ``at`` one column on
-        v0 = (flat[at] == target).astype(np.float32)
+        v0 = (flat.take(at) == target).astype(np.float32)
         np.add(at, 1, out=at)
-        v1 = (flat[at] == target).astype(np.float32)
+        v1 = (flat.take(at) == target).astype(np.float32)
         v1 -= v0
         v1 *= f
         v1 += v0
@@ -273,27 +301,48 @@ def padded(instances: np.ndarray) -> np.ndarray:
     return out
 
 
+#: :func:`sample_planes` samples each structure on its own extents only when they cover
+#: less than this share of the common grid (selecting the points has a cost of its own;
+#: a judgement, not tuned)
+OWN_SHARE = 0.8
+
+
 def sample_planes(
     instances_padded: np.ndarray,
     ids: np.ndarray,
     spacing_mm,
     frames: Frames,
     extents: np.ndarray,
-    step: float,
+    step: float | np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Occupancy of instance ``ids[i]`` on frame ``i``'s plane by trilinear interpolation
-    of its binary mask (0 outside the volume), on a common grid of ``step`` mm.
+    of its binary mask (0 outside the volume), on a grid of ``step`` mm (one for all, or
+    (N,) one per structure), as many steps for all as the largest needs.
 
     ``instances_padded``: the canonical instance volume padded by one voxel
     (:func:`padded`).  Returns ``(values, a, s)``: ``values`` (N, n_s, n_a, float32) in 0-1 at
     ``centre + a * ap + s * si`` with ``a`` (N, n_a) from each structure's ``a_min`` and
     ``s`` (N, n_s) from its ``s_min`` (mm)."""
-    n_a = int(np.ceil((extents[:, 1] - extents[:, 0]).max() / step)) + 1
-    n_s = int(np.ceil((extents[:, 3] - extents[:, 2]).max() / step)) + 1
-    a = extents[:, :1] + step * np.arange(n_a)[None, :]
-    s = extents[:, 2:3] + step * np.arange(n_s)[None, :]
+    step = np.broadcast_to(np.asarray(step, dtype=float), (ids.size,))
+    own_a = np.ceil((extents[:, 1] - extents[:, 0]) / step).astype(int) + 1
+    own_s = np.ceil((extents[:, 3] - extents[:, 2]) / step).astype(int) + 1
+    n_a, n_s = int(own_a.max()), int(own_s.max())
+    a = extents[:, :1] + step[:, None] * np.arange(n_a)[None, :]
+    s = extents[:, 2:3] + step[:, None] * np.arange(n_s)[None, :]
     coords = voxel_coords(frames.centre, frames.si, frames.ap, a, s, spacing_mm)
-    return sample_points(instances_padded, ids, coords), a, s
+    if own_a @ own_s >= OWN_SHARE * ids.size * n_a * n_s:
+        return sample_points(instances_padded, ids, coords), a, s
+    # the common grid is the largest structure's: each other is sampled on its own
+    # extents only, zero beyond them (the measurement's margin, an in-plane voxel and two
+    # steps, is wider than the mask's interpolation reaches: the same values)
+    own = (np.arange(n_s)[None, :, None] < own_s[:, None, None]) & (
+        np.arange(n_a)[None, None, :] < own_a[:, None, None]
+    )
+    at = np.flatnonzero(own)  # found once, then gathered by index
+    which = np.repeat(ids, own_a * own_s)  # the points are structure-major
+    values = np.zeros(own.size, np.float32)
+    values[at] = sample_points(instances_padded, which, [c.reshape(-1).take(at) for c in coords])
+    return values.reshape(own.shape), a, s
 
 
 def slice_planes(

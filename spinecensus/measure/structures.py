@@ -171,7 +171,7 @@ def measure_named(
     first = initial_frames(m)
     weight = plausibility.disc_axis_weights(m, first)
     hints = body_axis_hints(todo, ids[big], first.si, m.centroid, weight)
-    g = measure_structures(inst, ids[big], m, sp, hints)
+    g = measure_structures(inst, ids[big], m, sp, hints, first)
     o = g.outlines
     f = g.frames  # the points (a, s) of each final frame -> mm of the whole volume
     pts = f.centre[:, None] + o.points[..., :1] * f.ap[:, None] + o.points[..., 1:] * f.si[:, None]
