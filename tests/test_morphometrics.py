@@ -348,3 +348,20 @@ def test_middle_height_across_slices_reads_the_depression(monkeypatch):
     monkeypatch.setattr(boundaries, "MIDDLE_SLICES", 0)  # no planes: the plane's own reading
     plane = middle_errors()
     assert np.mean(plane) > np.mean(across) + 0.05, (plane, across)
+
+
+def test_short_crushed_body_is_graded_against_its_neighbours():
+    """Synthetic phantom on 1.5 mm voxels: a crushed L2, 10.5 mm high (7 voxels, under
+    ``MIN_HEIGHT_VOXELS``) between 27 mm neighbours, is graded 3 by its crush ratio (its
+    reduction is read against the neighbours' height); a body that short among bodies as
+    short gets no grade."""
+    grid = (4.0, 1.5, 1.5)
+    crushed = [Level("L1"), Level("L2", ha=10.5, hp=10.5), Level("L3")]
+    t, _spine, _truth = _by_label(crushed, grid, tau0_deg=-5.0, rot_si_deg=4.0)
+    assert t.loc["L2", "height_posterior_mm"] < 8 * 1.5
+    assert t.loc["L2", "deformity"] == "crush" and t.loc["L2", "genant_grade"] == 3
+    assert t.loc["L1", "genant_grade"] == 0 and t.loc["L3", "genant_grade"] == 0
+    short = [Level(n, depth=20.0, ha=10.5, hp=10.5) for n in ("C4", "C5", "C6")]
+    t, _spine, _truth = _by_label(short, grid, tau0_deg=-5.0, rot_si_deg=4.0)
+    assert t.loc["C5", ["height_posterior_mm"]].notna().all()
+    assert pd.isna(t.loc["C5", "genant_grade"])

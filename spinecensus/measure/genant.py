@@ -16,7 +16,8 @@ measured by :mod:`spinecensus.measure.heights` (mm):
 the ratio that gives it.  Genant assessed the bodies T4-L4 on radiographs; the grade is
 computed for every free vertebra C3-L6 here (C2 with its dens and the sacrum are not
 graded) and analysts restrict it to the levels their protocol reads; the caller withholds
-it where the body is too few voxels high for a 5 % step to be measured
+it where the height the reduction is measured against (the body's posterior height; the
+neighbours' for a crush) is too few voxels for a 5 % step to be measured
 (:data:`spinecensus.measure.morphometrics.MIN_HEIGHT_VOXELS`).  The threshold
 applies to the measured reduction; a normal endplate concavity (``Hm / Hp`` of about 0.9)
 and the physiological thoracic wedge stay below 20 %.

@@ -90,8 +90,9 @@ PANDAS_DTYPES = {
     "genant_grade": "Int8",
     "measure_flag": "object",
 }
-#: no Genant grade for a body fewer in-plane voxels high than this: its heights are known
-#: to about half a voxel each, and the grades are 5 % apart (20 / 25 %)
+#: no Genant grade where the height a body's reduction is measured against (its posterior
+#: height; for a crush, the neighbours' mean posterior height) is fewer in-plane voxels
+#: than this: heights are known to about half a voxel each, and the grades are 5 % apart
 MIN_HEIGHT_VOXELS = 8
 #: fewer voxels than this: too small to measure (:mod:`~spinecensus.measure.structures`)
 MIN_VOXELS = structures.MIN_VOXELS
@@ -154,8 +155,10 @@ def _columns(
     and the disc height index (discs).  ``genant_grade`` is a masked int8 array (masked:
     NA).
 
-    ``min_height_mm``: no grade (nor deformity) for a body whose posterior height is below
-    it (:data:`MIN_HEIGHT_VOXELS` in-plane voxels); its ratios are still reported."""
+    ``min_height_mm``: no grade (nor deformity) for a body whose reduction is measured
+    against a height below it (its posterior height; the neighbours' mean posterior height
+    where the deformity is a crush; :data:`MIN_HEIGHT_VOXELS` in-plane voxels); its ratios
+    are still reported."""
     nan = math.nan
     geo = [found.geo[n] for n in order]
     disc = np.array([anatomy.is_disc(n) for n in order], dtype=bool)
@@ -184,7 +187,10 @@ def _columns(
     ratios = genant.height_ratios(ha, hm, hp, ref)
     for k in ("wedge_ratio", "biconcavity_ratio", "crush_ratio", "height_reduction"):
         col[k] = np.where(graded, ratios[k], np.nan)
-    graded_ok = graded & (hp >= min_height_mm) & (ratios["genant_grade"] >= 0)
+    # the height the reduction is measured against must span enough voxels: a crush is
+    # read against the neighbours' height, so a crushed (short) body is still graded
+    against = np.where(ratios["deformity"] == "crush", ref, hp)
+    graded_ok = graded & (against >= min_height_mm) & (ratios["genant_grade"] >= 0)
     col["deformity"] = np.where(graded_ok, ratios["deformity"], None)
     col["genant_grade"] = np.ma.MaskedArray(
         np.where(graded_ok, ratios["genant_grade"], 0).astype(np.int8), ~graded_ok
