@@ -119,24 +119,32 @@ def test_sample_points_is_trilinear_occupancy():
         np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
 
 
-def test_two_disc_hint_equals_the_general_rule():
-    """Seeded random unit axes: :func:`plausibility.two_disc_axes_hint` gives bit for bit
-    what :func:`plausibility.disc_axes_hint` gives body by body (two discs, one disc,
-    agreeing or not, tied weights)."""
+def test_batched_disc_hint_equals_the_rule_body_by_body():
+    """Seeded random unit axes: :func:`plausibility.disc_axes_hints` on bodies padded to
+    three discs (one, two or three real ones, weight 0 for padding) gives bit for bit the
+    rule written out body by body: the mean of the real axes within ``HINT_AGREE_DEG`` of
+    the axis of largest weight (the first on a tie)."""
     rng = np.random.default_rng(11)
-    first = rng.normal(size=(200, 3)) * [0.3, 1.0, 0.3]
-    first /= np.linalg.norm(first, axis=1, keepdims=True)
-    second = first + rng.normal(size=(200, 3)) * 0.5
-    second /= np.linalg.norm(second, axis=1, keepdims=True)
-    second[:20] = first[:20]  # one disc
-    w1, w2 = rng.uniform(0.1, 5.0, 200), rng.uniform(0.1, 5.0, 200)
-    w2[20:30] = w1[20:30]  # ties
-    got = plausibility.two_disc_axes_hint(first, second, w1, w2)
+    axes = rng.normal(size=(200, 3, 3)) * [0.3, 1.0, 0.3]
+    axes[:, 1:] = axes[:, :1] + rng.normal(size=(200, 2, 3)) * 0.5
+    axes /= np.linalg.norm(axes, axis=2, keepdims=True)
+    weights = rng.uniform(0.1, 5.0, (200, 3))
+    weights[:40, 1:] = 0.0  # one disc
+    weights[40:120, 2] = 0.0  # two discs
+    weights[60:70, 1] = weights[60:70, 0]  # ties
+    got = plausibility.disc_axes_hints(axes, weights)
+    agreeing = []
     for k in range(200):
-        axes, weights = ([first[k]], [w1[k]]) if k < 20 else ([first[k], second[k]], [w1[k], w2[k]])
-        assert np.array_equal(got[k], plausibility.disc_axes_hint(axes, weights)), k
-    agree = np.degrees(np.arccos(np.clip(np.abs(np.sum(first * second, 1)), 0, 1))) <= 30
-    assert 20 < agree[20:].sum() < 180  # both branches are exercised
+        real = weights[k] > 0
+        a, w = axes[k][real], weights[k][real]
+        best = a[int(np.argmax(w))]
+        cos = np.clip(np.abs(np.sum(a * best, axis=1)), 0.0, 1.0)
+        agree = np.degrees(np.arccos(cos)) <= plausibility.HINT_AGREE_DEG
+        agreeing.append(agree.sum())
+        assert np.array_equal(got[k], a[agree].sum(axis=0) / agree.sum()), k
+        assert np.array_equal(plausibility.disc_axes_hint(a, w), got[k]), k
+    assert 0 < sum(1 for n in agreeing[40:] if n == 1) < 160  # a far axis is left out
+    assert sum(1 for n in agreeing[40:] if n > 1) > 20  # and agreeing ones are averaged
 
 
 def test_measuring_imports_neither_pandas_nor_ndimage():

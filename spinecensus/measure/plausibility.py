@@ -35,7 +35,7 @@ checked only against itself; the frame rule counts only neighbours that pass the
 The thresholds sit outside what the expert masks of 21 real scans and the ground-truth
 masks of two seeded synthetic cohorts show (docs/morphometrics.md, "Withheld outlines").
 
-:func:`disc_axis_weights` and :func:`disc_axes_hint` serve the first guess of a body's
+:func:`disc_axis_weights` and :func:`disc_axes_hints` serve the first guess of a body's
 frame (:func:`spinecensus.measure.morphometrics.measure_subject` starts it from the
 adjacent discs' axes): a disc's short axis is only as good as its shape is flat, and a
 fragment's axis is left out.
@@ -146,35 +146,26 @@ def disc_axis_weights(m: Moments, frames: Frames) -> np.ndarray:
     return np.where(flatness >= MIN_DISC_FLATNESS, flatness - 1.0, 0.0)
 
 
-def disc_axes_hint(axes: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
-    """First guess (3-vector, canonical mm axes) of a body's inferior axis from the axes of
-    its adjacent discs (each unit, inferior-pointing) and their :func:`disc_axis_weights`
-    (all positive: the caller leaves out a disc of weight 0): the mean of those within
-    :data:`HINT_AGREE_DEG` of the flattest disc's axis.  Two
-    adjacent discs' axes differ by about the body's wedge angle; one far off belongs to
-    a fragment (a model's disc in pieces), and averaging it in would start the frame
-    turned against the body, where the endplates' bisector cannot turn it back."""
+def disc_axes_hints(axes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """First guesses (M, 3), canonical mm axes, of ``M`` bodies' inferior axes from the
+    axes of their adjacent discs, ``axes`` (M, K, 3) (each unit, inferior-pointing) and
+    :func:`disc_axis_weights` ``weights`` (M, K), 0 for no disc (a body with fewer than K;
+    each row has at least one): the mean of the axes within :data:`HINT_AGREE_DEG` of the
+    flattest disc's.  Two adjacent discs' axes differ by about the body's wedge angle; one
+    far off belongs to a fragment (a model's disc in pieces), and averaging it in would
+    start the frame turned against the body, where the endplates' bisector cannot turn it
+    back."""
     a = np.asarray(axes, dtype=float)
-    agree = _axis_angles(a)[int(np.argmax(weights))] <= HINT_AGREE_DEG
-    return a[agree].mean(axis=0)
+    w = np.asarray(weights, dtype=float)
+    flattest = np.take_along_axis(a, np.argmax(w, axis=1)[:, None, None], axis=1)
+    cos = np.clip(np.abs(np.sum(a * flattest, axis=2)), 0.0, 1.0)
+    agree = (w > 0) & (np.degrees(np.arccos(cos)) <= HINT_AGREE_DEG)
+    return np.where(agree[..., None], a, 0.0).sum(axis=1) / agree.sum(axis=1)[:, None]
 
 
-def two_disc_axes_hint(
-    first: np.ndarray, second: np.ndarray, w_first: np.ndarray, w_second: np.ndarray
-) -> np.ndarray:
-    """:func:`disc_axes_hint` of ``M`` bodies at once, each with two discs' axes (M, 3)
-    and weights (M,) (the same disc twice for a body with one): the flatter disc's axis,
-    averaged with the other's where they agree within :data:`HINT_AGREE_DEG`.  The same
-    numbers as :func:`disc_axes_hint` (the mean of two rows is their sum halved; a tie
-    picks the first, as ``argmax`` does)."""
-    flat_first = (w_first >= w_second)[:, None]
-    flattest = np.where(flat_first, first, second)
-    other = np.where(flat_first, second, first)
-    cos = np.clip(np.abs(np.sum(flattest * other, axis=1)), 0.0, 1.0)
-    agree = (np.degrees(np.arccos(cos)) <= HINT_AGREE_DEG)[:, None]
-    same = np.all(first == second, axis=1)[:, None]
-    both = (first + second) / 2
-    return np.where(same, first, np.where(agree, both, flattest))
+def disc_axes_hint(axes: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """:func:`disc_axes_hints` of one body: its discs' axes (K, 3) and weights (K,)."""
+    return disc_axes_hints(np.asarray(axes, dtype=float)[None], np.asarray(weights)[None])[0]
 
 
 def alignment_withheld(

@@ -110,10 +110,9 @@ def body_axis_hints(
 
     The mean of the adjacent discs' principal axes (a disc's thin shape fixes its axis
     well) that agree with the flattest one's (``weight``;
-    :func:`~spinecensus.measure.plausibility.disc_axes_hint`, here for every body with
-    its one or two discs at once); without a disc (masks of bodies only), the chord
-    between the centroids of the adjacent bodies (ids at most 2 apart), the local
-    direction of the column."""
+    :func:`~spinecensus.measure.plausibility.disc_axes_hints`, every body at once);
+    without a disc (masks of bodies only), the chord between the centroids of the
+    adjacent bodies (ids at most 2 apart), the local direction of the column."""
     by_vertebra: dict[str, list[int]] = {}  # vertebra -> rows of its usable discs
     for k, (n, w) in enumerate(zip(names, weight.tolist(), strict=True)):
         if w > 0 and anatomy.is_disc(n):
@@ -122,23 +121,22 @@ def body_axis_hints(
     hint = np.full((len(names), 3), np.nan)
     bodies = sorted((int(i), k) for k, (n, i) in enumerate(zip(names, ids.tolist(), strict=True))
                     if anatomy.is_vertebra(n))  # fmt: skip
-    pairs: list[tuple[int, int, int]] = []  # (body row, first disc row, second disc row)
+    with_discs = [(k, by_vertebra[names[k]]) for _i, k in bodies if names[k] in by_vertebra]
     for j, (iid, k) in enumerate(bodies):
-        discs = by_vertebra.get(names[k])
-        if discs is not None and len(discs) <= 2:
-            pairs.append((k, discs[0], discs[-1]))
-            continue
-        if discs is not None:  # more than two discs named after it: the general rule
-            hint[k] = plausibility.disc_axes_hint(frames_si[discs], weight[discs])
+        if names[k] in by_vertebra:
             continue
         up = bodies[j - 1] if j > 0 and iid - bodies[j - 1][0] <= 2 else (iid, k)
         down = bodies[j + 1] if j + 1 < len(bodies) and bodies[j + 1][0] - iid <= 2 else (iid, k)
         if up[1] != down[1]:
             hint[k] = centroid[down[1]] - centroid[up[1]]
-    if pairs:
-        body, first, second = np.array(pairs).T
-        hint[body] = plausibility.two_disc_axes_hint(
-            frames_si[first], frames_si[second], weight[first], weight[second]
+    if with_discs:  # one batch, the discs of each body padded to the most any body has
+        rows = np.array([k for k, _d in with_discs])
+        disc_rows = np.zeros((len(with_discs), max(len(d) for _k, d in with_discs)), dtype=int)
+        used = np.zeros(disc_rows.shape, dtype=bool)
+        for r, (_k, d) in enumerate(with_discs):
+            disc_rows[r, : len(d)], used[r, : len(d)] = d, True
+        hint[rows] = plausibility.disc_axes_hints(
+            frames_si[disc_rows], np.where(used, weight[disc_rows], 0.0)
         )
     return hint
 
