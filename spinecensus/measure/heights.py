@@ -183,9 +183,9 @@ def lines(x: np.ndarray, y: np.ndarray, sel: np.ndarray) -> tuple[np.ndarray, np
     return slope, icpt
 
 
-def _median(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """Along the last axis, the median of ``x[ok]`` (NaN where none): a sort, cheaper
-    than nanmedian."""
+def masked_median(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Along the last axis, the median of ``x[ok]`` (NaN where none): a sort, the numbers
+    of ``np.nanmedian`` at a fraction of its cost."""
     v = np.sort(np.where(ok, x, np.inf), axis=-1)
     cnt = ok.sum(axis=-1)
     lo = np.take_along_axis(v, np.maximum((cnt - 1) // 2, 0)[..., None], axis=-1)[..., 0]
@@ -203,7 +203,7 @@ def _walls(s: np.ndarray, trace: np.ndarray, rows: np.ndarray) -> tuple[np.ndarr
         return p, q
     few = ~enough  # the median of those rows only
     q = q.copy()
-    q[few] = _median(np.broadcast_to(trace, ok.shape)[few], ok[few])
+    q[few] = masked_median(np.broadcast_to(trace, ok.shape)[few], ok[few])
     return np.where(enough, p, 0.0), q
 
 
