@@ -171,8 +171,8 @@ def test_subject_file_round_trip_and_alignment_table(tmp_path) -> None:
     """Per-subject file (empty for a failure) reads back with the subject column; the
     alignment table has one row per subject, null where absent, with the reason where a
     withheld outline nulled an angle (synthetic)."""
-    df = _morpho({"A": [20.0]}).drop_columns(["subject"]).to_pandas()
-    mt.write_subject_morphometrics("A", df, tmp_path / "A.parquet")
+    one = _morpho({"A": [20.0]}).drop_columns(["subject"]).cast(mt.MORPHOMETRICS_SCHEMA)
+    mt.write_subject_morphometrics("A", one, tmp_path / "A.parquet")
     mt.write_subject_morphometrics("B", None, tmp_path / "B.parquet")
     t = mt.read_morphometrics([tmp_path / "A.parquet", tmp_path / "B.parquet"])
     assert t.column("subject").to_pylist() == ["A"]

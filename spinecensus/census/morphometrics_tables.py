@@ -84,19 +84,15 @@ ALIGNMENT_SCHEMA = pa.schema(
 
 
 def write_subject_morphometrics(
-    subject: str, table: pd.DataFrame | pa.Table | None, path: str | os.PathLike[str]
+    subject: str, table: pa.Table | None, path: str | os.PathLike[str]
 ) -> None:
-    """Write one subject's ``morphometrics.parquet`` atomically (:data:`SUBJECT_SCHEMA`);
-    ``table`` of :func:`~spinecensus.measure.morphometrics.measure_subject`, or its Arrow
-    table (:func:`~spinecensus.measure.morphometrics.columns_arrow`), None: empty."""
+    """Write one subject's ``morphometrics.parquet`` atomically (:data:`SUBJECT_SCHEMA`):
+    ``table`` in :data:`~spinecensus.measure.morphometrics.MORPHOMETRICS_SCHEMA`
+    (:func:`~spinecensus.measure.morphometrics.columns_arrow`), None: empty."""
     if table is None:
         arrow = SUBJECT_SCHEMA.empty_table()
     else:
-        arrow = (
-            table
-            if isinstance(table, pa.Table)
-            else pa.Table.from_pandas(table, schema=MORPHOMETRICS_SCHEMA, preserve_index=False)
-        )
+        arrow = table
         subj = pa.array([subject] * arrow.num_rows, pa.string())
         arrow = arrow.add_column(0, SUBJECT_SCHEMA.field("subject"), subj)
         arrow = arrow.replace_schema_metadata(SUBJECT_SCHEMA.metadata)
